@@ -1,0 +1,31 @@
+# One entry point: `make quickstart` (install + the offline sweep + its report), `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install quickstart test test-fast bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+quickstart: install
+	$(BIN)/sweep run quickstart --local --storage runs --name $(RUN_NAME)
+	$(BIN)/analysis report runs/$(RUN_NAME)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
