@@ -1,0 +1,25 @@
+"""A run folder into pandas: the trials table and the per-epoch history."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sweeps.rundir import Run, load_run
+
+__all__ = ["Run", "load_run", "results_table", "ranked"]
+
+
+def ranked(run: Run) -> pd.DataFrame:
+    """Trials best first by the sweep's metric; trials without a value last."""
+    return run.trials.sort_values(run.metric, ascending=run.mode == "min", na_position="last", kind="stable")
+
+
+def results_table(run_path: str, top: int | None = None) -> pd.DataFrame:
+    """The trials table as `analysis table` prints it, best first."""
+    run = load_run(run_path)
+    frame = ranked(run)
+    if top:
+        frame = frame.head(top)
+    columns = ["trial_id", "status", "epochs", run.metric, "stopped_early", "diverged", "retries", "test_acc",
+               *run.search_keys]
+    return frame[list(dict.fromkeys(columns))].reset_index(drop=True)

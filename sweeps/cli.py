@@ -1,0 +1,218 @@
+"""The `sweep` command: list and show presets, train once without Ray, run/resume a sweep on Ray Tune."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from trainer.config import KEYS, TrainConfig, apply_overrides
+
+from .errors import SweepError, user_errors
+from .presets import Preset, load_preset, preset_names
+
+app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a training key, KEY=VALUE (repeatable); see `sweep keys`.")]
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Data root (else $RESWEEP_DATA, else ~/.cache/resweep/data).")]
+
+
+def _format_row(values: list[str], widths: list[int]) -> str:
+    return "  ".join(v.rjust(w) for v, w in zip(values, widths))
+
+
+def print_table(headers: list[str], rows: list[list[str]], err: bool = False) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    typer.echo(_format_row(headers, widths), err=err)
+    for row in rows:
+        typer.echo(_format_row(row, widths), err=err)
+
+
+@app.command("list")
+def list_presets() -> None:
+    """A table of the shipped presets."""
+    with user_errors():
+        rows = []
+        for name in preset_names():
+            p = load_preset(name)
+            rows.append([name, p.train.dataset, p.train.model, str(p.trials), str(p.max_epochs), f"{p.gpu:g}",
+                         p.description[:60]])
+        headers = ["preset", "dataset", "model", "trials", "max epochs", "GPUs/trial", "description"]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+        for r in rows:
+            typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+@app.command()
+def show(preset: Annotated[str, typer.Argument(help="Preset name or YAML file.")]) -> None:
+    """Print a preset, resolved and validated, as YAML."""
+    import yaml
+
+    with user_errors():
+        p = load_preset(preset)
+        typer.echo(f"# {p.name}: {p.path}")
+        typer.echo(yaml.safe_dump(p.to_dict(), sort_keys=False).rstrip())
+
+
+@app.command()
+def keys() -> None:
+    """The training keys that presets and --set take, with their defaults."""
+    defaults = TrainConfig().to_dict()
+    for key in KEYS:
+        typer.echo(f"{key} = {defaults[key]!r}")
+
+
+def resolve_config(p: Preset, overrides: list[str] | None, data_dir: Path | None, with_initial: bool) -> TrainConfig:
+    config = p.trial_config(p.initial) if with_initial else p.train
+    items = list(overrides or [])
+    if data_dir is not None:
+        items.append(f"data_dir={data_dir}")
+    return apply_overrides(config, items) if items else config
+
+
+@app.command()
+def train(
+    preset: Annotated[str, typer.Argument(help="Preset name or YAML file; trains its first (seed) point.")],
+    overrides: SetOption = None,
+    data_dir: DataDirOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the checkpoint, config and metrics.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (file or folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="End stdout with one JSON line of the final metrics.")] = False,
+) -> None:
+    """Train one model without Ray, here, printing a row per epoch."""
+    import yaml
+
+    from trainer import train as run_training
+    from trainer.checkpoint import atomic_write_bytes
+
+    with user_errors():
+        p = load_preset(preset)
+        config = resolve_config(p, overrides, data_dir, with_initial=True)
+        if resume is not None and not resume.exists():
+            raise SweepError(f"--resume {resume}: no such checkpoint; give a checkpoint.pt or its folder")
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / "config.yaml", lambda f: f.write(yaml.safe_dump(config.to_dict()).encode()))
+        headers = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "img/s", "sec"]
+        widths = [5, 9, 10, 9, 8, 7, 8, 6]
+        typer.echo(f"training {p.name}: {config.model} on {config.dataset}, {config.epochs} epochs")
+        typer.echo(_format_row(headers, widths))
+
+        def report(metrics: dict, save) -> None:
+            typer.echo(_format_row([str(metrics["epoch"]), f"{metrics['lr']:.3g}", f"{metrics['train_loss']:.4f}",
+                                    f"{metrics['train_acc']:.4f}", f"{metrics['val_loss']:.4f}",
+                                    f"{metrics['val_acc']:.4f}", f"{metrics['images_per_s']:.0f}",
+                                    f"{metrics['epoch_time_s']:.1f}"], widths))
+            if out is not None:
+                save(out)
+                with open(out / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+
+        metrics = run_training(config, report=report, resume_from=resume)
+        if "test_acc" in metrics:
+            typer.echo(f"test: acc {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f}")
+        if as_json:
+            typer.echo(json.dumps({**metrics, "epochs": metrics.get("epoch", 0)}))
+
+
+@app.command()
+def run(
+    preset: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
+    local: Annotated[bool, typer.Option("--local", help="Start a local Ray instance even if a cluster runs.")] = False,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: $RAY_ADDRESS).")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Number of trials (preset's by default).")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs a trial trains at most.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Trials running at once (default: as resources allow).")] = None,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial; fractions share a GPU; 0 = CPU.")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per trial.")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default: PRESET-DATE-TIME).")] = None,
+    overrides: SetOption = None,
+    data_dir: DataDirOption = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler and the trials.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
+) -> None:
+    """Run a preset as a sweep: Optuna TPE search, ASHA early stopping, a checkpoint per epoch."""
+    from .plan import SweepPlan
+
+    with user_errors():
+        p = load_preset(preset)
+        items = list(overrides or [])
+        if data_dir is not None:
+            items.append(f"data_dir={data_dir.expanduser().resolve()}")
+        if max_epochs is not None:
+            items.append(f"epochs={max_epochs}")
+        if seed is not None:
+            items.append(f"seed={seed}")
+        plan = SweepPlan.make(p, overrides=items, samples=samples, concurrency=concurrency, gpus=gpus_per_trial,
+                              cpus=cpus_per_trial, storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
+                              name=name, seed=seed)
+        if dry_run:
+            typer.echo(plan.describe())
+            return
+        from .tune import run_sweep
+
+        result = run_sweep(plan, address=None if local else (address or os.environ.get("RAY_ADDRESS")),
+                           force_local=local)
+    _finish(result)
+
+
+@app.command()
+def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI) of an interrupted sweep.")],
+           local: Annotated[bool, typer.Option("--local", help="Start a local Ray instance.")] = False,
+           address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None) -> None:
+    """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint."""
+    from .plan import SweepPlan
+
+    with user_errors():
+        plan = SweepPlan.load(run_path)
+        from .tune import run_sweep
+
+        result = run_sweep(plan, address=None if local else (address or os.environ.get("RAY_ADDRESS")),
+                           force_local=local, resume=True)
+    _finish(result)
+
+
+def _finish(result: dict) -> None:
+    best = result.get("best")
+    typer.echo("")
+    typer.echo(f"trials: {result['counts']}")
+    if best:
+        typer.echo(f"best trial {best['trial_id']}: {result['metric']}={best['value']:.4f} "
+                   f"after {best['epochs']} epochs")
+        typer.echo("config: " + json.dumps(best["params"], sort_keys=True))
+    typer.echo(f"run: {result['path']}")
+    typer.echo(f"next: analysis report {result['path']}")
+    if result.get("errored"):
+        sys.stdout.flush()
+
+
+@app.command()
+def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of a sweep, running or not.")]) -> None:
+    """A row per trial: state, epochs done, best metric, stopped early or not."""
+    from .rundir import load_run
+
+    with user_errors():
+        run_data = load_run(run_path)
+        table = run_data.trials
+        typer.echo(f"{run_data.meta.get('preset', '?')}: {len(table)} trials, metric {run_data.metric} "
+                   f"({run_data.mode}), max epochs {run_data.max_epochs}")
+        if table.empty:
+            typer.echo("no trial has reported yet")
+            return
+        cols = ["trial_id", "status", "epochs", run_data.metric, "stopped_early", "retries"]
+        rows = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols]
+                for _, r in table.iterrows()]
+        print_table(cols, rows)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,43 @@
+"""One place that turns a user-facing error into a one-line message and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import typer
+
+from trainer.config import ConfigError
+from trainer.data import DataError
+from trainer.models import TrainerError
+
+from .presets import PresetError
+from .rundir import RunFolderError
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or go on for a reason the user can fix; one line."""
+
+
+USER_ERRORS = (ConfigError, PresetError, DataError, TrainerError, SweepError, RunFolderError)
+
+
+@contextmanager
+def user_errors(extra: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Print `error: <message>` on stderr and exit 2 for the errors a user can fix."""
+    try:
+        yield
+    except (*USER_ERRORS, *extra) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def fail(message: str, code: int = 2) -> Callable:
+    typer.echo(f"error: {message}", err=True)
+    sys.stdout.flush()
+    raise typer.Exit(code)

@@ -1,0 +1,167 @@
+"""A sweep's plan: the preset with the command line's changes applied, where it runs and
+what it may cost. Saved as `resweep.json` in the run folder so that `sweep resume`,
+`sweep status` and `analysis` know what the run was."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
+
+from .errors import SweepError
+from .presets import Param, Preset, PresetError
+from .storage import absolute, exists, join, read_text, write_text
+
+PLAN_FILE = "resweep.json"
+# Training images per epoch of each dataset (for the cost estimate of --dry-run).
+TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
+                "imagefolder": 10000}
+# Sustained training throughput assumed for the GPU-hours estimate: 50 TFLOP/s, about
+# 2,000 ResNet50 training images/s at 224 (3 x 8.2 GFLOP each), what bf16 reaches on an A100.
+ASSUMED_FLOPS = 50e12
+
+
+@dataclass
+class SweepPlan:
+    preset: str
+    preset_path: str
+    description: str
+    train: dict[str, Any]  # the fixed training config, every key, overrides applied
+    search: dict[str, dict[str, list]]  # key -> {distribution: args}
+    initial: dict[str, Any]
+    trials: int
+    concurrency: int  # 0: as many as the resources allow
+    gpu: float
+    cpu: float
+    grace_period: int
+    reduction_factor: float
+    metric: str
+    mode: str
+    seed: int
+    storage: str  # absolute folder or URI
+    name: str
+    overrides: list[str]
+    created: float = 0.0
+
+    @property
+    def path(self) -> str:
+        return join(self.storage, self.name)
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.train["epochs"])
+
+    @property
+    def base_config(self) -> TrainConfig:
+        return from_dict(self.train)
+
+    def params(self) -> dict[str, Param]:
+        return {k: Param(*next(iter(v.items()))) for k, v in self.search.items()}
+
+    @classmethod
+    def make(cls, p: Preset, overrides: list[str], samples: int | None, concurrency: int | None,
+             gpus: float | None, cpus: float | None, storage: str, name: str | None, seed: int | None) -> SweepPlan:
+        base = apply_overrides(p.train, overrides) if overrides else p.train
+        set_keys = {o.split("=", 1)[0].strip() for o in overrides}
+        search = {k: {v.kind: v.args} for k, v in p.search.items() if k not in set_keys}  # --set fixes a key
+        initial = {k: v for k, v in p.initial.items() if k in search}
+        if samples is not None and samples < 1:
+            raise SweepError(f"--samples {samples}: need at least 1 trial")
+        if concurrency is not None and concurrency < 0:
+            raise SweepError(f"--concurrency {concurrency}: must be >= 0 (0: as resources allow)")
+        gpu = p.gpu if gpus is None else gpus
+        cpu = p.cpu if cpus is None else cpus
+        if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()) or cpu <= 0:
+            raise SweepError(f"--gpus-per-trial {gpu} / --cpus-per-trial {cpu}: need gpu >= 0 "
+                             "(a fraction below 1 or whole GPUs) and cpu > 0")
+        if p.grace_period > base.epochs:
+            raise SweepError(f"--max-epochs {base.epochs} is below the preset's ASHA grace period "
+                             f"{p.grace_period}; raise it")
+        if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
+            raise SweepError(f"--name {name!r}: a run name is one folder name, without '/'")
+        plan = cls(preset=p.name, preset_path=p.path, description=p.description, train=base.to_dict(),
+                   search=search, initial=initial, trials=samples or p.trials,
+                   concurrency=p.concurrency if concurrency is None else concurrency, gpu=gpu, cpu=cpu,
+                   grace_period=p.grace_period, reduction_factor=p.reduction_factor, metric=p.metric,
+                   mode=p.mode, seed=base.seed if seed is None else seed, storage=absolute(storage),
+                   name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
+                   created=time.time())
+        for params in ([plan.initial] if plan.initial else []):
+            try:
+                from_dict(params, base=base)
+            except ConfigError as err:
+                raise PresetError(f"{p.path}: initial: {err}") from None
+        return plan
+
+    def save(self) -> None:
+        write_text(join(self.path, PLAN_FILE), json.dumps(asdict(self), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, run_path: str) -> SweepPlan:
+        run_path = absolute(run_path)
+        plan_file = join(run_path, PLAN_FILE)
+        if not exists(plan_file):
+            raise SweepError(f"{run_path}: not a sweep run folder (no {PLAN_FILE}); give the folder that "
+                             f"`sweep run` printed")
+        try:
+            data = json.loads(read_text(plan_file))
+            plan = cls(**data)
+        except (ValueError, TypeError) as err:
+            raise SweepError(f"{plan_file}: unreadable ({err}); it was written by another version?") from None
+        # the folder may have moved since: trust where it is now
+        if plan.path.rstrip("/") != run_path.rstrip("/"):
+            plan.storage, plan.name = run_path.rstrip("/").rsplit("/", 1)
+        return plan
+
+    def trial_gflops(self) -> float:
+        """Forward GFLOPs of one image of this plan's model, counted on the CPU."""
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from trainer.models import build_model
+
+        config = from_dict({"pretrained": False}, base=self.base_config)
+        model = build_model(config, num_classes=10).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, config.image_size, config.image_size))
+        return counter.get_total_flops() / 1e9
+
+    def describe(self) -> str:
+        epochs_at_most = self.trials * self.max_epochs
+        images = TRAIN_IMAGES.get(self.train["dataset"], self.train.get("synthetic_samples", 1000))
+        if self.train.get("max_train_samples"):
+            images = min(images, self.train["max_train_samples"])
+        gflops = self.trial_gflops()
+        # forward + backward = 3 forward passes per training image, plus evaluating a validation split
+        # of about a third of the training images
+        epoch_s = images * (3 + 1 / 3) * gflops * 1e9 / ASSUMED_FLOPS
+        gpu_hours = epochs_at_most * epoch_s * max(self.gpu, 0) / 3600
+        lines = [
+            f"plan for {self.preset}: {self.description}",
+            f"  run folder      {self.path}",
+            f"  trials          {self.trials} (Optuna TPE, seed {self.seed}; the preset's seed point first)",
+            f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; ASHA grace period "
+            f"{self.grace_period}, reduction factor {self.reduction_factor:g}",
+            f"  metric          {self.metric} ({self.mode})",
+            f"  resources       {self.gpu:g} GPU and {self.cpu:g} CPU per trial; concurrency "
+            f"{self.concurrency or 'as resources allow'}",
+            f"  model           {self.train['model']} ({gflops:.2f} GFLOPs/image at {self.train['image_size']}px) "
+            f"on {self.train['dataset']} (~{images} training images)",
+            "  search space:",
+        ]
+        for key, param in self.params().items():
+            first = f"  (first: {self.initial[key]})" if key in self.initial else ""
+            lines.append(f"    {key:<16}{param.describe()}{first}")
+        if not self.search:
+            lines.append("    (none: every trial trains the same config)")
+        if self.gpu > 0:
+            lines.append(f"  GPU-hours       about {gpu_hours:.2f} at most ({epochs_at_most} epochs x ~{epoch_s:.2g} s x "
+                         f"{self.gpu:g} GPU, at an assumed {ASSUMED_FLOPS / 1e12:.0f} TFLOP/s; ASHA stops most "
+                         f"trials well before that)")
+        else:
+            lines.append(f"  GPU-hours       0 (CPU only; {epochs_at_most} trial-epochs at most)")
+        return "\n".join(lines)
+

@@ -1,0 +1,255 @@
+"""Presets: a sweep described in YAML, validated when loaded.
+
+    description: one line
+    source: where its setup and published numbers come from
+    train:      # fixed TrainConfig keys (see `sweep keys`); `epochs` is the sweep's max epochs
+      dataset: digits
+      ...
+    search:     # KEY: {loguniform: [low, high]} | {uniform: [low, high]} | {int: [low, high]} | {choice: [a, b, ...]}
+      lr: {loguniform: [1.0e-4, 1.0e-1]}
+    initial:    # the first point evaluated: the seed's own published hyperparameters
+      lr: 0.01
+    sweep:      # trials, grace_period, reduction_factor, metric, mode, concurrency
+      trials: 16
+    resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
+      gpu: 1
+      cpu: 4
+
+A parameter may be searched that only some choices use (momentum with sgd): the others ignore it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources")
+SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
+              "concurrency": int}
+RESOURCE_KEYS = {"gpu": float, "cpu": float}
+METRICS = ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc")
+
+
+class PresetError(ValueError):
+    """A preset cannot be used; one line naming the file, the key and what is allowed."""
+
+
+@dataclass
+class Param:
+    kind: str  # one of DISTRIBUTIONS
+    args: list[Any]  # [low, high] or the choices
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "choice":
+            return value in self.args
+        low, high = self.args
+        return isinstance(value, (int, float)) and low <= value <= high
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "choice(" + ", ".join(map(str, self.args)) + ")"
+        return f"{self.kind}({self.args[0]:g}, {self.args[1]:g})"
+
+
+@dataclass
+class Preset:
+    name: str
+    path: str  # where it was read from
+    description: str
+    source: str
+    train: TrainConfig  # fixed values, validated
+    search: dict[str, Param]
+    initial: dict[str, Any]
+    trials: int = 16
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    metric: str = "val_acc"
+    mode: str = "max"
+    concurrency: int = 0  # 0: as many as the resources allow
+    gpu: float = 1.0
+    cpu: float = 4.0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_epochs(self) -> int:
+        return self.train.epochs
+
+    def trial_config(self, params: dict[str, Any]) -> TrainConfig:
+        """The TrainConfig of one trial: the fixed values with the sampled ones on top."""
+        return from_dict(params, base=self.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "description": self.description, "source": self.source,
+            "train": {k: v for k, v in self.train.to_dict().items() if k in self.raw.get("train", {})
+                      or k == "epochs"},
+            "search": {k: {p.kind: p.args} for k, p in self.search.items()},
+            "initial": self.initial,
+            "sweep": {"trials": self.trials, "grace_period": self.grace_period,
+                      "reduction_factor": self.reduction_factor, "metric": self.metric, "mode": self.mode,
+                      "concurrency": self.concurrency},
+            "resources": {"gpu": self.gpu, "cpu": self.cpu},
+        }
+
+
+def preset_dir() -> Path:
+    return Path(str(importlib_resources.files("sweeps") / "presets"))
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in preset_dir().glob("*.yaml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped preset's name, or the path of a user's YAML file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.is_file():
+            raise PresetError(f"{name_or_path}: no such preset file; give a YAML file or one of: "
+                              f"{', '.join(preset_names())}")
+        return candidate
+    shipped = preset_dir() / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise PresetError(f"unknown preset {name_or_path!r}; known presets: {', '.join(preset_names())} "
+                          f"(or give the path of a YAML file)")
+    return shipped
+
+
+def _number(where: str, value: Any) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; take the number it means
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PresetError(f"{where}: {value!r} is not a number")
+    return value
+
+
+def parse_param(where: str, key: str, spec: Any) -> Param:
+    if key not in KEYS:
+        raise ConfigError(f"unknown config key {key!r}")
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise PresetError(f"{where}: write a distribution as one of "
+                          + ", ".join(f"{{{d}: [...]}}" for d in DISTRIBUTIONS))
+    kind, args = next(iter(spec.items()))
+    if kind not in DISTRIBUTIONS:
+        raise PresetError(f"{where}: unknown distribution {kind!r}; allowed: {', '.join(DISTRIBUTIONS)}")
+    if not isinstance(args, list) or not args:
+        raise PresetError(f"{where}: {kind} needs a list, e.g. {kind}: [low, high]")
+    if kind == "choice":
+        values = [coerce(key, v) for v in args]
+        if len(set(map(str, values))) != len(values):
+            raise PresetError(f"{where}: choice lists a value twice")
+        for v in values:  # each choice must make a valid config value
+            from_dict({key: v})
+        return Param(kind, values)
+    if len(args) != 2:
+        raise PresetError(f"{where}: {kind} takes [low, high], got {len(args)} values")
+    low, high = (_number(where, a) for a in args)
+    if kind == "int":
+        if not (float(low).is_integer() and float(high).is_integer()):
+            raise PresetError(f"{where}: int bounds must be whole numbers")
+        low, high = int(low), int(high)
+    else:
+        low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise PresetError(f"{where}: needs low < high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise PresetError(f"{where}: loguniform needs low > 0, got {low}")
+    if key in CHOICES:
+        raise PresetError(f"{where}: {key} takes a name; use {{choice: [...]}} of {', '.join(CHOICES[key])}")
+    coerce(key, low)  # an int/float distribution on a string or bool key is refused here
+    if isinstance(coerce(key, low), bool):
+        raise PresetError(f"{where}: {key} is true/false; use {{choice: [true, false]}}")
+    return Param(kind, [low, high])
+
+
+def _section(where: str, data: dict, key: str) -> dict:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise PresetError(f"{where}: {key} must be a mapping of keys to values")
+    return value
+
+
+def parse_preset(data: Any, name: str, path: str) -> Preset:
+    if not isinstance(data, dict):
+        raise PresetError(f"{path}: a preset is a YAML mapping with keys {', '.join(TOP_KEYS)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise PresetError(f"{path}: unknown key {key!r}; allowed: {', '.join(TOP_KEYS)}")
+    try:
+        train = from_dict(_section(path, data, "train"))
+    except ConfigError as err:
+        raise PresetError(f"{path}: train: {err}") from None
+    search: dict[str, Param] = {}
+    for key, spec in _section(path, data, "search").items():
+        try:
+            search[key] = parse_param(f"{path}: search.{key}", key, spec)
+        except ConfigError as err:
+            raise PresetError(f"{path}: search.{key}: {err}") from None
+    initial = {}
+    for key, value in _section(path, data, "initial").items():
+        if key not in search:
+            raise PresetError(f"{path}: initial.{key}: not in the search space; searched keys: "
+                              f"{', '.join(search) or 'none'}")
+        try:
+            value = coerce(key, value)
+        except ConfigError as err:
+            raise PresetError(f"{path}: initial.{key}: {err}") from None
+        if not search[key].contains(value):
+            raise PresetError(f"{path}: initial.{key}={value!r} lies outside {search[key].describe()}")
+        initial[key] = value
+    sweep = {}
+    for section, schema in (("sweep", SWEEP_KEYS), ("resources", RESOURCE_KEYS)):
+        for key, value in _section(path, data, section).items():
+            if key not in schema:
+                raise PresetError(f"{path}: unknown key {section}.{key}; allowed: {', '.join(schema)}")
+            kind = schema[key]
+            if kind is str:
+                if not isinstance(value, str):
+                    raise PresetError(f"{path}: {section}.{key} must be a string")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    (kind is int and not float(value).is_integer()):
+                raise PresetError(f"{path}: {section}.{key}={value!r} must be a {kind.__name__}")
+            sweep[key] = kind(value)
+    preset = Preset(name=name, path=path, description=str(data.get("description", "")),
+                    source=str(data.get("source", "")), train=train, search=search, initial=initial,
+                    raw=data, **sweep)
+    if preset.metric not in METRICS:
+        raise PresetError(f"{path}: sweep.metric={preset.metric!r}; allowed: {', '.join(METRICS)}")
+    if preset.mode not in ("max", "min"):
+        raise PresetError(f"{path}: sweep.mode={preset.mode!r}; allowed: max, min")
+    if preset.trials < 1 or preset.grace_period < 1 or preset.reduction_factor <= 1 or preset.concurrency < 0:
+        raise PresetError(f"{path}: sweep needs trials >= 1, grace_period >= 1, reduction_factor > 1, "
+                          f"concurrency >= 0")
+    if preset.gpu < 0 or preset.cpu <= 0 or (preset.gpu > 1 and not float(preset.gpu).is_integer()):
+        raise PresetError(f"{path}: resources need gpu >= 0 (a fraction below 1, or whole GPUs) and cpu > 0")
+    if preset.grace_period > preset.max_epochs:
+        raise PresetError(f"{path}: sweep.grace_period={preset.grace_period} exceeds train.epochs="
+                          f"{preset.max_epochs}")
+    return preset
+
+
+def load_preset(name_or_path: str) -> Preset:
+    path = resolve(name_or_path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PresetError(f"{path}: cannot read it ({err.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        raise PresetError(f"{path}: malformed YAML{where}: {problem}; fix the file and run again") from None
+    return parse_preset(data, path.stem, str(path))

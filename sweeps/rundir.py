@@ -1,0 +1,253 @@
+"""Reading a run folder: what `sweep status` and `analysis` know about a sweep, finished,
+interrupted or still running.
+
+A run folder holds `resweep.json` (the plan), Ray Tune's `experiment_state-*.json` (trial
+states and retries, read as JSON, never unpickled) and a `trial_<id>/` folder per trial
+with `params.json`, `result.json` (one JSON line per epoch) and its kept checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .storage import is_uri, join
+
+# Columns of the trials table besides the searched parameters.
+TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "diverged", "retries", "best_epoch",
+                 "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node", "checkpoint",
+                 "error"]
+
+
+class RunFolderError(RuntimeError):
+    """A path is not a readable run folder; one line."""
+
+
+def _fs(path: str):
+    import pyarrow.fs
+
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(path)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _list(path: str) -> list[tuple[str, bool]]:
+    """(name, is_dir) of the entries of a folder."""
+    import pyarrow.fs
+
+    fs, inner = _fs(path)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
+    return [(i.base_name, i.type == pyarrow.fs.FileType.Directory) for i in infos]
+
+
+def _read(path: str) -> str | None:
+    fs, inner = _fs(path)
+    try:
+        with fs.open_input_stream(inner) as f:
+            return f.read().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def read_plan(run_path: str) -> dict[str, Any]:
+    text = _read(join(run_path, "resweep.json"))
+    if text is None:
+        if not _list(run_path):
+            raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
+        raise RunFolderError(f"{run_path}: not a sweep run folder (no resweep.json); give the folder that "
+                             f"`sweep run` printed")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise RunFolderError(f"{run_path}/resweep.json is damaged; it is written once when the sweep starts") from None
+
+
+def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
+    """trial_id -> {status, retries, config} from Tune's newest experiment state (empty if none)."""
+    names = sorted(n for n, is_dir in _list(run_path) if n.startswith("experiment_state-") and n.endswith(".json"))
+    for name in reversed(names):
+        text = _read(join(run_path, name))
+        try:
+            data = json.loads(text or "")
+        except ValueError:
+            continue  # being rewritten right now: take the one before
+        states = {}
+        for entry in data.get("trial_data", []):
+            try:
+                meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
+                run_meta = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
+            except (ValueError, IndexError, TypeError):
+                continue
+            tag = str(meta.get("experiment_tag", ""))
+            states[meta["trial_id"]] = {"status": meta.get("status", "UNKNOWN"),
+                                        "index": int(tag.split("_", 1)[0]) if tag[:1].isdigit() else 0,
+                                        "retries": int(run_meta.get("num_failures", 0) or 0),
+                                        "config": meta.get("config", {})}
+        return states
+    return {}
+
+
+def read_results(trial_path: str) -> list[dict[str, Any]]:
+    """The per-epoch results of a trial; a retried epoch counts once (its last report)."""
+    text = _read(join(trial_path, "result.json")) or ""
+    by_epoch: dict[int, dict] = {}
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line still being written
+        by_epoch[int(row.get("training_iteration", len(by_epoch) + 1))] = row
+    return [by_epoch[k] for k in sorted(by_epoch)]
+
+
+def _finite(value: Any) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+@dataclass
+class Run:
+    path: str
+    meta: dict[str, Any]  # the plan, as resweep.json holds it
+    trials: pd.DataFrame  # a row per trial
+    history: pd.DataFrame  # a row per trial and epoch
+
+    @property
+    def metric(self) -> str:
+        return self.meta["metric"]
+
+    @property
+    def mode(self) -> str:
+        return self.meta["mode"]
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.meta["train"]["epochs"])
+
+    @property
+    def search_keys(self) -> list[str]:
+        return list(self.meta["search"])
+
+
+def load_run(run_path: str) -> Run:
+    """The plan, trials table and per-epoch history of a run folder."""
+    run_path = run_path if is_uri(run_path) else os.path.abspath(os.path.expanduser(run_path))
+    plan = read_plan(run_path)
+    metric, mode, max_epochs = plan["metric"], plan["mode"], int(plan["train"]["epochs"])
+    search_keys = list(plan["search"])
+    states = experiment_state(run_path)
+    trial_dirs = {n[len("trial_"):]: join(run_path, n) for n, is_dir in _list(run_path)
+                  if is_dir and n.startswith("trial_")}
+    rows, history = [], []
+    for trial_id in sorted(set(trial_dirs) | set(states)):
+        path = trial_dirs.get(trial_id)
+        results = read_results(path) if path else []
+        state = states.get(trial_id, {})
+        params = state.get("config") or json.loads(_read(join(path, "params.json")) or "{}") if path else \
+            state.get("config", {})
+        status = state.get("status")
+        last = results[-1] if results else {}
+        if status is None:  # no experiment state yet: infer from the files
+            status = "ERROR" if path and _read(join(path, "error.txt")) else \
+                ("TERMINATED" if last.get("done") else ("RUNNING" if results else "PENDING"))
+        diverged = int(bool(last.get("diverged")))
+        epochs = int(last.get("training_iteration", 0)) - diverged  # the diverged report is no epoch
+        epochs = max(epochs, 0)
+        values = [(_finite(r.get(metric)), r) for r in results if not r.get("diverged")]
+        values = [(v, r) for v, r in values if not math.isnan(v)]
+        best_value, best_row = (math.nan, {})
+        if values:
+            best_value, best_row = (max if mode == "max" else min)(values, key=lambda vr: vr[0])
+        kept = {n for n, is_dir in _list(path) if is_dir and n.startswith("checkpoint_")} if path else set()
+        ranked = sorted(((v, r) for v, r in values if r.get("checkpoint_dir_name") in kept),
+                        key=lambda vr: vr[0], reverse=mode == "max")
+        checkpoint = join(path, ranked[0][1]["checkpoint_dir_name"]) if ranked else ""
+        error = ""
+        if status == "ERROR" and path:
+            error_text = (_read(join(path, "error.txt")) or "").strip().splitlines()
+            error = error_text[-1][:200] if error_text else "error"
+        if diverged:
+            error = str(last.get("error", "diverged"))[:200]
+        row = {
+            "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs": epochs,
+            "stopped_early": bool(status == "TERMINATED" and not diverged and epochs < max_epochs),
+            "diverged": diverged, "retries": state.get("retries", 0),
+            metric: best_value, "best_epoch": int(best_row.get("training_iteration", 0)),
+            "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
+            "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
+            "time_s": _finite(last.get("time_total_s")), "node": last.get("node_ip", ""),
+            "checkpoint": checkpoint, "error": error,
+        }
+        row.update({k: params.get(k) for k in search_keys})
+        rows.append(row)
+        for r in results:
+            if r.get("diverged"):
+                continue
+            history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
+                "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
+                "test_loss", "images_per_s", "epoch_time_s") if k in r}})
+    columns = list(dict.fromkeys(TRIAL_COLUMNS[:4] + [metric] + TRIAL_COLUMNS[4:] + search_keys))
+    trials = pd.DataFrame(rows, columns=columns).sort_values(["trial_index", "trial_id"], ignore_index=True)
+    return Run(run_path, plan, trials, pd.DataFrame(history))
+
+
+def export_study(plan, run: Run) -> str:
+    """Write the sweep as an Optuna study to `<run>/optuna.db` (SQLite), for optuna-dashboard
+    and for the parameter importances of the report. Per-epoch values are its intermediate
+    values; trials stopped by ASHA are PRUNED."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials, history = run.trials, run.history
+    direction = "maximize" if plan.mode == "max" else "minimize"
+    distributions = {}
+    for key, p in plan.params().items():
+        if p.kind == "choice":
+            distributions[key] = optuna.distributions.CategoricalDistribution(p.args)
+        elif p.kind == "int":
+            distributions[key] = optuna.distributions.IntDistribution(p.args[0], p.args[1])
+        else:
+            distributions[key] = optuna.distributions.FloatDistribution(p.args[0], p.args[1],
+                                                                        log=p.kind == "loguniform")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "optuna.db")
+        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=plan.name, direction=direction)
+        study.set_user_attr("preset", plan.preset)
+        for _, row in trials.iterrows():
+            params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
+            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in params.values()):
+                continue
+            value = row[plan.metric]
+            if row["status"] == "TERMINATED" and not row["diverged"] and not math.isnan(value):
+                state = optuna.trial.TrialState.PRUNED if row["stopped_early"] else optuna.trial.TrialState.COMPLETE
+            elif row["status"] in ("ERROR", "TERMINATED"):
+                state = optuna.trial.TrialState.FAIL
+            else:
+                continue  # still running or pending
+            steps = history[history["trial_id"] == row["trial_id"]] if not history.empty else history
+            intermediate = {int(r["epoch"]): float(r[plan.metric]) for _, r in steps.iterrows()
+                            if plan.metric in r and not pd.isna(r[plan.metric])}
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=distributions, state=state,
+                value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
+                intermediate_values=intermediate, user_attrs={"trial_id": row["trial_id"]}))
+        target = join(plan.path, "optuna.db")
+        if is_uri(target):
+            fs, inner = _fs(target)
+            with open(db, "rb") as src, fs.open_output_stream(inner) as dst:
+                dst.write(src.read())
+        else:
+            staged = target + ".tmp"
+            shutil.copyfile(db, staged)
+            os.replace(staged, target)
+    return target

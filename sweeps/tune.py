@@ -1,0 +1,239 @@
+"""The Ray Tune wiring: a thin trainable around `trainer.train`, Optuna TPE under a
+concurrency limit, ASHA, a checkpoint per epoch (the best and the latest kept), retries
+from the last checkpoint, resume. The only module of resweep that imports Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Tune warns on every forced experiment snapshot, which a checkpoint per epoch triggers by design.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune import Callback, Checkpoint, CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from trainer.checkpoint import load_checkpoint
+from trainer.config import from_dict
+from trainer.data import DataBundle, data_key, load_data
+from trainer.loop import DivergedError, train
+
+from .errors import SweepError
+from .plan import SweepPlan
+from .rundir import export_study, load_run
+from .storage import check_writable, is_uri
+
+# Datasets loaded in this worker process, by the config values they depend on: a reused
+# trial actor trains its next trial on the same tensors without reloading them.
+_DATA: dict[tuple, DataBundle] = {}
+
+
+def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str) -> None:
+    """One Tune trial: train the preset's config with the sampled `params`, reporting every epoch."""
+    config = from_dict(params, base=from_dict(base))
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    key = data_key(config)
+    if key not in _DATA:
+        _DATA.clear()  # keep one dataset per process
+        _DATA[key] = load_data(config)
+
+    def report(metrics: dict, save) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            save(Path(folder))
+            tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry after a crash, or a resumed sweep
+        with checkpoint.as_directory() as folder:
+            state = load_checkpoint(Path(folder))
+    try:
+        train(config, report=report, resume_from=state, data=_DATA[key])
+    except DivergedError as err:
+        # recorded, not retried: the same configuration would diverge again
+        metrics = dict(err.metrics, diverged=1, error=str(err))
+        if mode == "min":
+            metrics[metric] = 1e12
+        tune.report(metrics)
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # a reused actor hands a clean GPU to its next trial
+
+
+def trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+class ProgressPrinter(Callback):
+    """One line whenever a trial changes state or the best metric improves."""
+
+    def __init__(self, metric: str, mode: str, max_epochs: int):
+        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
+        self.best: tuple[float, str] | None = None
+        self.counts = {"done": 0, "stopped early": 0, "errored": 0}
+        self.last_print = 0.0
+
+    def _line(self, trials, force: bool) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        pending = sum(1 for t in trials if t.status == "PENDING")
+        if not force and time.time() - self.last_print < 5:
+            return
+        self.last_print = time.time()
+        best = f" | best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+        print(f"[{time.strftime('%H:%M:%S')}] {running} running, {pending} pending, "
+              f"{self.counts['done']} done, {self.counts['stopped early']} stopped early, "
+              f"{self.counts['errored']} errored{best}", flush=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        improved = False
+        if isinstance(value, (int, float)) and not result.get("diverged"):
+            if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
+                self.best, improved = (float(value), trial.trial_id), True
+        self._line(trials, force=improved)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        epochs = (trial.last_result or {}).get("training_iteration", 0)
+        key = "done" if epochs >= self.max_epochs or (trial.last_result or {}).get("diverged") else "stopped early"
+        self.counts[key] += 1
+        self._line(trials, force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.counts["errored"] += 1
+        self._line(trials, force=True)
+
+
+def connect(address: str | None, force_local: bool) -> bool:
+    """Join the cluster at `address`, or start a local Ray instance; True if we started it."""
+    if ray.is_initialized():
+        return False
+    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address and not force_local:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise SweepError(f"cannot join the Ray cluster at {address} ({str(err).splitlines()[0][:120]}); "
+                             f"check `ray status` there, or run with --local") from None
+        return False
+    os.environ.pop("RAY_ADDRESS", None)  # --local wins over the environment
+    ray.init(address="local", include_dashboard=False, **quiet)  # the dashboard stays off: nothing listens
+    return True
+
+
+def concurrency_for(plan: SweepPlan, local: bool) -> int:
+    total = ray.cluster_resources()
+    cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
+    if local:
+        if plan.gpu > 0 and gpus == 0:
+            raise SweepError(f"{plan.preset} asks for {plan.gpu:g} GPU per trial and this machine has none; "
+                             f"pass --gpus-per-trial 0 to train on the CPU, or join a GPU cluster with --address")
+        if plan.cpu > cpus:
+            raise SweepError(f"{plan.preset} asks for {plan.cpu:g} CPUs per trial and this machine has {cpus:g}; "
+                             f"pass --cpus-per-trial {max(1, int(cpus))}")
+    if plan.concurrency:
+        return plan.concurrency
+    if not local:  # an autoscaling cluster grows to the trials' demand
+        return plan.trials
+    fit = int(cpus // plan.cpu)
+    if plan.gpu > 0:
+        fit = min(fit, int(gpus // plan.gpu))
+    return max(1, min(fit, plan.trials))
+
+
+def make_trainable(plan: SweepPlan):
+    trainable = tune.with_parameters(run_trial, base=plan.train, metric=plan.metric, mode=plan.mode)
+    resources = {"cpu": plan.cpu, "gpu": plan.gpu}
+    return tune.with_resources(trainable, resources)
+
+
+def make_searcher(plan: SweepPlan, concurrency: int):
+    import optuna
+
+    distributions = {}
+    for key, p in plan.params().items():
+        if p.kind == "choice":
+            distributions[key] = optuna.distributions.CategoricalDistribution(p.args)
+        elif p.kind == "int":
+            distributions[key] = optuna.distributions.IntDistribution(p.args[0], p.args[1])
+        else:
+            distributions[key] = optuna.distributions.FloatDistribution(p.args[0], p.args[1],
+                                                                        log=p.kind == "loguniform")
+    startup = min(10, max(2, plan.trials // 4))
+    sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
+    searcher = OptunaSearch(space=distributions, metric=plan.metric, mode=plan.mode, sampler=sampler,
+                            points_to_evaluate=[dict(plan.initial)] if plan.initial else None)
+    return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
+
+
+def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, resume: bool = False) -> dict:
+    """Run (or resume) the sweep of `plan`; returns its summary."""
+    problem = check_writable(plan.storage)
+    if problem:
+        raise SweepError(f"results folder: {problem}; pass --storage with a writable folder")
+    local = not address or force_local
+    if not local and not is_uri(plan.storage):
+        print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
+              flush=True)
+    if resume and not Tuner.can_restore(plan.path):
+        raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
+    started = connect(address, force_local)
+    try:
+        concurrency = concurrency_for(plan, local)
+        trainable = make_trainable(plan)
+        progress = ProgressPrinter(plan.metric, plan.mode, plan.max_epochs)
+        if resume:
+            tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            plan.save()
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.max_epochs,
+                                      grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
+            tuner = Tuner(
+                trainable,
+                tune_config=TuneConfig(metric=plan.metric, mode=plan.mode, search_alg=make_searcher(plan, concurrency),
+                                       scheduler=scheduler, num_samples=plan.trials,
+                                       max_concurrent_trials=concurrency, reuse_actors=True,
+                                       trial_dirname_creator=trial_dirname),
+                run_config=RunConfig(
+                    name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress],
+                    failure_config=FailureConfig(max_failures=2),
+                    checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=plan.metric,
+                                                       checkpoint_score_order=plan.mode)),
+            )
+        print(f"{'resuming' if resume else 'running'} {plan.preset}: {plan.trials} trials, at most "
+              f"{plan.max_epochs} epochs each, {concurrency} at a time -> {plan.path}", flush=True)
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    return summarize(plan)
+
+
+def summarize(plan: SweepPlan) -> dict:
+    run = load_run(plan.path)
+    trials = run.trials
+    export_study(plan, run)
+    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
+    best = None
+    scored = trials.dropna(subset=[plan.metric]) if not trials.empty else trials
+    scored = scored[scored["diverged"] == 0] if not scored.empty else scored
+    if not scored.empty:
+        row = scored.sort_values(plan.metric, ascending=plan.mode == "min").iloc[0]
+        best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),
+                "params": {k: _plain(row[k]) for k in plan.search}}
+    return {"path": plan.path, "metric": plan.metric, "counts": counts, "best": best,
+            "errored": counts.get("ERROR", 0)}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
