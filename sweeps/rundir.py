@@ -149,7 +149,10 @@ def load_run(run_path: str) -> Run:
     trial_dirs = {n[len("trial_"):]: join(run_path, n) for n, is_dir in _list(run_path)
                   if is_dir and n.startswith("trial_")}
     rows, history = [], []
-    for trial_id in sorted(set(trial_dirs) | set(states)):
+    # A folder Tune's state does not list belongs to a trial that started after the last state
+    # snapshot of a driver that then died; the resumed sweep replaced it, so it is left out.
+    trial_ids = set(states) if states else set(trial_dirs)
+    for trial_id in sorted(trial_ids):
         path = trial_dirs.get(trial_id)
         results = read_results(path) if path else []
         state = states.get(trial_id, {})
@@ -185,7 +188,7 @@ def load_run(run_path: str) -> Run:
             metric: best_value, "best_epoch": int(best_row.get("training_iteration", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
-            "time_s": _finite(last.get("time_total_s")), "node": last.get("node_ip", ""),
+            "time_s": _finite(last.get("time_total_s")), "node": last.get("node_id", last.get("node_ip", "")),
             "checkpoint": checkpoint, "error": error,
         }
         row.update({k: params.get(k) for k in search_keys})

@@ -31,7 +31,7 @@ from trainer.loop import DivergedError, train
 from .errors import SweepError
 from .plan import SweepPlan
 from .rundir import export_study, load_run
-from .storage import check_writable, is_uri
+from .storage import check_writable, exists, is_uri, join
 
 # Datasets loaded in this worker process, by the config values they depend on: a reused
 # trial actor trains its next trial on the same tensors without reloading them.
@@ -48,7 +48,10 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
         _DATA.clear()  # keep one dataset per process
         _DATA[key] = load_data(config)
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict, save) -> None:
+        metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
         with tempfile.TemporaryDirectory() as folder:
             save(Path(folder))
             tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
@@ -187,6 +190,9 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
               flush=True)
     if resume and not Tuner.can_restore(plan.path):
         raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
+    if not resume and exists(join(plan.path, "resweep.json")):
+        raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
+                         f"or pass another --name")
     started = connect(address, force_local)
     try:
         concurrency = concurrency_for(plan, local)
