@@ -42,5 +42,65 @@ def table(run_path: RunPath,
             typer.echo(text.rstrip("\n"))
 
 
+@app.command()
+def report(run_path: RunPath,
+           out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder of report.md and its images "
+                                                                          "(default RUN_PATH/report).")] = None,
+           top: Annotated[int, typer.Option(help="Trials in the table and the learning curves.")] = 5,
+           gradcam_samples: Annotated[int, typer.Option(help="Test images per Grad-CAM figure (0: none).")] = 4
+           ) -> None:
+    """Write the markdown report: summary, table, curves, hyperparameters, test results, Grad-CAM."""
+    from .report import ReportError, write_report
+
+    with user_errors((ReportError,)):
+        path = write_report(run_path, out, top=top, gradcam_samples=gradcam_samples)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def curves(run_path: RunPath,
+           out: Annotated[Path, typer.Option("-o", "--out", help="PNG file to write.")],
+           top: Annotated[int, typer.Option(help="Trials to draw, best first.")] = 5) -> None:
+    """Learning curves (train/val loss and accuracy) of the best trials, as one PNG."""
+    from . import plots
+    from .results import load_run, ranked
+
+    with user_errors():
+        run = load_run(run_path)
+        if run.history.empty:
+            raise typer.BadParameter(f"{run_path}: no trial has reported an epoch yet")
+        path = plots.learning_curves(run.history, list(ranked(run).head(top)["trial_id"]), out)
+    typer.echo(f"curves: {path}")
+
+
+@app.command()
+def gradcam(run_path: RunPath,
+            out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNG files.")],
+            trial: Annotated[Optional[str], typer.Option(help="Trial id (default: the best).")] = None,
+            images: Annotated[int, typer.Option(help="Test images per figure.")] = 4) -> None:
+    """Grad-CAM maps of a trial's best checkpoint on test images."""
+    import torch
+
+    from .report import ReportError, _gradcam_section, best_trial, evaluate_checkpoint
+    from .gradcam import denormalise
+    from .results import load_run
+
+    with user_errors((ReportError,)):
+        run = load_run(run_path)
+        row = best_trial(run) if trial is None else next(
+            (r for _, r in run.trials.iterrows() if r["trial_id"] == trial), None)
+        if row is None:
+            raise ReportError(f"no trial {trial!r} in {run_path}; see `sweep status {run_path}`" if trial else
+                              f"{run_path}: no trial has a checkpoint yet")
+        if not row["checkpoint"]:
+            raise ReportError(f"trial {row['trial_id']} kept no checkpoint")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        ev = evaluate_checkpoint(row["checkpoint"], device)
+        out.mkdir(parents=True, exist_ok=True)
+        pictures = denormalise(ev.inputs, ev.mean, ev.std)
+        _gradcam_section(ev, pictures, (ev.predictions != ev.labels).nonzero()[0], out, images)
+    typer.echo(f"grad-cam: {out}")
+
+
 if __name__ == "__main__":
     app()

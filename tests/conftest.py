@@ -26,3 +26,42 @@ def tiny(**overrides):
                   width=4, epochs=2, batch_size=16, device="cpu", lr=0.05, scheduler="constant")
     values.update(overrides)
     return from_dict(values, base=TrainConfig())
+
+
+PRESET = """
+description: test sweep on digits
+train: {dataset: digits, model: resnet9, width: 8, image_size: 16, epochs: EPOCHS, batch_size: 64,
+        optimizer: sgd, scheduler: onecycle, device: cpu}
+search:
+  lr: {loguniform: [1.0e-5, 10.0]}
+  weight_decay: {loguniform: [1.0e-5, 1.0e-2]}
+SEARCH_EXTRA
+initial: {INITIAL_EXTRA lr: 0.05, weight_decay: 5.0e-4}
+sweep: {trials: TRIALS, grace_period: 1, reduction_factor: 2, concurrency: 2}
+resources: {gpu: 0, cpu: 1}
+"""
+
+
+def preset(tmp_path, trials=8, epochs=4, search_extra="", initial_extra="", name="sweep.yaml"):
+    """A small sweep preset on the real digits data, written to tmp_path."""
+    path = Path(tmp_path) / name
+    path.write_text(PRESET.replace("EPOCHS", str(epochs)).replace("TRIALS", str(trials))
+                    .replace("SEARCH_EXTRA", search_extra).replace("INITIAL_EXTRA", initial_extra))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def crashed_run(tmp_path_factory):
+    """A finished sweep in which some trials crash: image_size 4 is too small for ResNet9's three
+    poolings, so those trials raise in forward(), are retried and end errored."""
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    root = tmp_path_factory.mktemp("crashed")
+    path = preset(root, trials=4, epochs=2, search_extra="  image_size: {choice: [16, 4]}",
+                  initial_extra="image_size: 16,")
+    result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(root / "runs"), "--name", "crash",
+                                      "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return root / "runs" / "crash"

@@ -1,6 +1,5 @@
 """Real sweeps on real Ray (local instances and a two-node cluster on this machine) with real Optuna."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,30 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
+from conftest import preset
 from sweeps.cli import app
 from sweeps.rundir import experiment_state, load_run, read_results
 
 pytestmark = pytest.mark.slow
-
-PRESET = """
-description: test sweep on digits
-train: {dataset: digits, model: resnet9, width: 8, image_size: 16, epochs: EPOCHS, batch_size: 64,
-        optimizer: sgd, scheduler: onecycle, device: cpu}
-search:
-  lr: {loguniform: [1.0e-5, 10.0]}
-  weight_decay: {loguniform: [1.0e-5, 1.0e-2]}
-SEARCH_EXTRA
-initial: {lr: 0.05, weight_decay: 5.0e-4}
-sweep: {trials: TRIALS, grace_period: 1, reduction_factor: 2, concurrency: 2}
-resources: {gpu: 0, cpu: 1}
-"""
-
-
-def preset(tmp_path, trials=8, epochs=4, search_extra="", name="sweep.yaml"):
-    path = tmp_path / name
-    path.write_text(PRESET.replace("EPOCHS", str(epochs)).replace("TRIALS", str(trials))
-                    .replace("SEARCH_EXTRA", search_extra))
-    return str(path)
 
 
 def run_cli(*args):
@@ -83,14 +63,8 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path):
     assert again.exit_code == 2 and "already holds a sweep" in again.output
 
 
-def test_a_crashing_trial_is_retried_then_errored_and_the_sweep_finishes(tmp_path):
-    # image_size 4 is too small for ResNet9's three poolings: those trials crash in forward()
-    path = preset(tmp_path, trials=4, epochs=2, search_extra="  image_size: {choice: [16, 4]}")
-    Path(path).write_text(Path(path).read_text().replace("initial: {lr: 0.05,", "initial: {image_size: 16, lr: 0.05,"))
-    result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "crash",
-                                      "--seed", "3"])
-    assert result.exit_code == 0, result.output
-    trials = load_run(str(tmp_path / "runs" / "crash")).trials
+def test_a_crashing_trial_is_retried_then_errored_and_the_sweep_finishes(crashed_run):
+    trials = load_run(str(crashed_run)).trials
     print(trials[["trial_index", "status", "epochs", "retries", "image_size", "error"]].to_string())
     errored = trials[trials["status"] == "ERROR"]
     assert len(errored) >= 1 and set(errored["image_size"]) == {4}

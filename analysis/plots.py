@@ -1,0 +1,159 @@
+"""Headless matplotlib figures of a sweep; every function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path) -> Path:
+    """Train/val loss and accuracy against epoch, one line per trial."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    panels = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("train_acc", "train accuracy"),
+              ("val_acc", "validation accuracy")]
+    for ax, (column, title) in zip(axes.flat, panels):
+        for trial_id in trial_ids:
+            rows = history[history["trial_id"] == trial_id].sort_values("epoch")
+            if column in rows and rows[column].notna().any():
+                ax.plot(rows["epoch"], rows[column], marker=".", label=trial_id)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path: Path) -> Path:
+    """Every trial's validation curve; the ones ASHA stopped early dashed and ended with an x."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    stopped = set(trials.loc[trials["stopped_early"].astype(bool), "trial_id"])
+    for trial_id, rows in history.groupby("trial_id"):
+        rows = rows.sort_values("epoch")
+        if metric not in rows:
+            continue
+        early = trial_id in stopped
+        line, = ax.plot(rows["epoch"], rows[metric], linestyle="--" if early else "-", alpha=0.6 if early else 0.9,
+                        linewidth=1 if early else 1.8)
+        if early:
+            ax.plot(rows["epoch"].iloc[-1], rows[metric].iloc[-1], "x", color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} of every trial (dashed, x: stopped early by ASHA; {len(stopped)} of {len(trials)})")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def metric_vs_params(trials: pd.DataFrame, metric: str, search: dict, path: Path) -> Path:
+    """One panel per searched parameter: the trial's best metric against its value."""
+    keys = list(search)
+    cols = min(3, max(1, len(keys)))
+    rows = max(1, math.ceil(len(keys) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    colours = np.where(trials["stopped_early"].astype(bool), "tab:orange", "tab:blue")
+    for ax, key in zip(axes.flat, keys):
+        kind = next(iter(search[key]))
+        values = trials[key]
+        if kind == "choice":
+            labels = [str(v) for v in search[key][kind]]
+            positions = values.astype(str).map({label: i for i, label in enumerate(labels)})
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(values))
+            ax.scatter(positions + jitter, trials[metric], c=colours, s=22)
+            ax.set_xticks(range(len(labels)), labels)
+        else:
+            ax.scatter(values.astype(float), trials[metric], c=colours, s=22)
+            if kind == "loguniform":
+                ax.set_xscale("log")
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"{metric} against each parameter (orange: stopped early)")
+    return _save(fig, path)
+
+
+def importances(values: dict[str, float], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(values)))
+    names = list(values)[::-1]
+    ax.barh(names, [values[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA, Optuna)")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
+    n = len(classes)
+    size = min(14, 3 + 0.35 * n)
+    fig, ax = plt.subplots(figsize=(size, size))
+    normalised = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    if n <= 20:
+        ax.set_xticks(range(n), classes, rotation=90)
+        ax.set_yticks(range(n), classes)
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if normalised[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def class_distribution(counts: pd.DataFrame, path: Path) -> Path:
+    """Images per class in each split (seed 000's class-imbalance plot)."""
+    n = len(counts)
+    fig, ax = plt.subplots(figsize=(min(18, 4 + 0.16 * n * 2), 4))
+    bottom = np.zeros(n)
+    for split in counts.columns:
+        ax.bar(range(n), counts[split], bottom=bottom, label=split)
+        bottom += counts[split].to_numpy()
+    if n <= 30:
+        ax.set_xticks(range(n), counts.index, rotation=90)
+    ax.set_xlabel("class")
+    ax.set_ylabel("images")
+    ax.legend()
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, titles: list[str], path: Path, cols: int = 5) -> Path:
+    """images: [N, H, W, 3] floats in [0, 1]."""
+    n = max(1, len(images))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+def cam_rows(rows: list[list[tuple[np.ndarray, str]]], path: Path) -> Path:
+    """A grid whose row r shows the pictures of rows[r] (image, title) side by side."""
+    cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.3 * cols, 2.4 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        for c, (image, title) in enumerate(row):
+            axes[r, c].imshow(image)
+            axes[r, c].set_title(title, fontsize=8)
+    return _save(fig, path)

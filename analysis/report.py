@@ -1,0 +1,303 @@
+"""The markdown report of a sweep: summary, results table, curves, hyperparameters, the best
+model on the test split and its Grad-CAM maps. Images are written beside `report.md` and
+linked relatively, so the folder reads on GitHub as it is."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from trainer.checkpoint import load_checkpoint
+from trainer.config import ConfigError
+from trainer.data import DataError, load_data
+from trainer.loop import eval_loader, load_model, predict
+from trainer.models import TrainerError
+
+from . import gradcam, plots
+from .results import Run, load_run, ranked
+
+
+class ReportError(RuntimeError):
+    """The report cannot be written; one line."""
+
+
+@dataclass
+class TestEvaluation:
+    """The best checkpoint evaluated on the test split."""
+    model: torch.nn.Module
+    classes: list[str]
+    mean: tuple
+    std: tuple
+    inputs: torch.Tensor  # the model's input of every test image (normalised, eval transform)
+    labels: np.ndarray
+    logits: torch.Tensor
+    counts: pd.DataFrame  # images per class and split
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.logits.argmax(1).numpy()
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.predictions == self.labels).mean())
+
+    @property
+    def loss(self) -> float:
+        return float(F.cross_entropy(self.logits, torch.from_numpy(self.labels)).item())
+
+
+def best_trial(run: Run) -> pd.Series | None:
+    candidates = ranked(run)
+    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["diverged"] == 0)]
+    return None if candidates.empty else candidates.iloc[0]
+
+
+def evaluate_checkpoint(checkpoint: str, device: torch.device) -> TestEvaluation:
+    state = load_checkpoint(Path(checkpoint), map_location="cpu")
+    model, config, _ = load_model(state, device="cpu")
+    config.device = device.type
+    data = load_data(config)
+    loader = eval_loader(data.test.to(device), config, data)
+    model = model.to(device)
+    logits = predict(model, loader, config, device)
+    inputs = torch.cat([x.cpu() for x, _ in loader]) if len(data.test) else torch.zeros(0)
+    counts = pd.DataFrame({name: np.bincount(split.labels.numpy(), minlength=len(data.classes))
+                           for name, split in (("train", data.train), ("val", data.val), ("test", data.test))},
+                          index=data.classes)
+    return TestEvaluation(model.float().eval(), list(data.classes), data.mean, data.std, inputs,
+                          data.test.labels.numpy(), logits, counts)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    return frame.map(_fmt).to_markdown(index=False)
+
+
+def param_importances(run: Run) -> dict[str, float]:
+    """fANOVA importances over the trials' best values (stopped-early trials included: their
+    values are what ASHA judged them on). Empty when there are too few trials."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = run.trials[(run.trials["status"] == "TERMINATED") & (run.trials["diverged"] == 0)]
+    trials = trials.dropna(subset=[run.metric])
+    if len(trials) < 3 or not run.search_keys:
+        return {}
+    distributions = {}
+    for key, spec in run.meta["search"].items():
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            distributions[key] = optuna.distributions.CategoricalDistribution(args)
+        elif kind == "int":
+            distributions[key] = optuna.distributions.IntDistribution(*args)
+        else:
+            distributions[key] = optuna.distributions.FloatDistribution(*args, log=kind == "loguniform")
+    study = optuna.create_study(direction="maximize" if run.mode == "max" else "minimize")
+    for _, row in trials.iterrows():
+        params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                                  value=float(row[run.metric])))
+    try:
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(
+            seed=0))
+    except (RuntimeError, ValueError):
+        return {}
+
+
+def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradcam_samples: int = 4) -> Path:
+    run = load_run(run_path)
+    if run.trials.empty:
+        raise ReportError(f"{run_path}: no trial has reported yet; wait for the first epoch, or check "
+                          f"`sweep status {run_path}`")
+    out = Path(out_dir) if out_dir else Path(run.path) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    meta, trials, history, metric = run.meta, run.trials, run.history, run.metric
+    lines: list[str] = []
+    add = lines.append
+
+    # --- summary
+    counts = trials["status"].value_counts()
+    finished = trials[trials["status"] == "TERMINATED"]
+    n_early = int(finished["stopped_early"].sum())
+    n_diverged = int(trials["diverged"].sum())
+    n_done = len(finished) - n_early - n_diverged
+    epochs_used = int(trials["epochs"].sum())
+    epochs_full = len(trials) * run.max_epochs
+    gpu = float(meta.get("gpu", 0))
+    hours_used = float(np.nansum(trials["time_s"])) / 3600
+    per_epoch = trials["time_s"] / trials["epochs"].where(trials["epochs"] > 0)
+    hours_full = float(np.nansum(per_epoch * run.max_epochs)) / 3600
+    train = meta["train"]
+    add(f"# Sweep report: {meta['preset']}")
+    add("")
+    add(f"{meta.get('description', '')}")
+    add("")
+    add(f"- run: `{run.path}` (report written {time.strftime('%Y-%m-%d %H:%M')})")
+    add(f"- dataset **{train['dataset']}**, model **{train['model']}**"
+        + (f" ({train['head']} head, pretrained)" if train.get("pretrained") else "")
+        + f", {train['image_size']}px, up to {run.max_epochs} epochs, metric `{metric}` ({run.mode})")
+    add(f"- trials: {len(trials)} — {n_done} completed, {n_early} stopped early by ASHA, "
+        f"{int(counts.get('ERROR', 0))} errored, {n_diverged} diverged, "
+        f"{int(counts.get('RUNNING', 0)) + int(counts.get('PENDING', 0))} still running or pending; "
+        f"{int(trials['retries'].sum())} retries")
+    add(f"- epochs trained: {epochs_used} of {epochs_full} without early stopping "
+        f"({epochs_used / max(epochs_full, 1):.0%})")
+    label = "GPU-hours" if gpu > 0 else "CPU-hours (wall time per trial, summed)"
+    scale = gpu if gpu > 0 else 1
+    add(f"- {label}: {hours_used * scale:.3g} used, about {hours_full * scale:.3g} without early stopping")
+    add("- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
+                                       for k, v in meta["search"].items()))
+    best = best_trial(run)
+    seed_rows = trials[trials["trial_index"] == 1]
+    if best is not None:
+        add(f"- **best: trial `{best['trial_id']}`, {metric} = {best[metric]:.4f}** after {best['epochs']} epochs, "
+            "with " + ", ".join(f"`{k}={_fmt(best[k])}`" for k in run.search_keys))
+        if not seed_rows.empty and not math.isnan(seed_rows.iloc[0][metric]):
+            seed = seed_rows.iloc[0]
+            gain = best[metric] - seed[metric]
+            note = " (it was stopped early)" if seed["stopped_early"] else ""
+            add(f"- gain over the seed's own configuration (trial `{seed['trial_id']}`: {metric} = "
+                f"{seed[metric]:.4f}{note}): **{gain:+.4f}**")
+    add("")
+
+    # --- results table
+    top_trials = ranked(run).head(top)
+    columns = ["trial_id", "status", "epochs", metric, "stopped_early", "test_acc", *run.search_keys]
+    add(f"## Top {len(top_trials)} trials")
+    add("")
+    add(_md_table(top_trials[list(dict.fromkeys(columns))]))
+    add("")
+
+    # --- curves
+    if not history.empty:
+        add("## Learning curves")
+        add("")
+        plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png")
+        add(f"Train and validation loss and accuracy of the top {len(top_trials)} trials:")
+        add("")
+        add("![learning curves](curves_top.png)")
+        add("")
+        plots.asha_picture(history, trials, metric, out / "asha.png")
+        add("Every trial's validation curve; ASHA's early stops are dashed:")
+        add("")
+        add("![every trial](asha.png)")
+        add("")
+
+    # --- hyperparameters
+    scored = trials.dropna(subset=[metric])
+    if run.search_keys and not scored.empty:
+        add("## Hyperparameters")
+        add("")
+        plots.metric_vs_params(scored, metric, meta["search"], out / "params.png")
+        add("![metric against each parameter](params.png)")
+        add("")
+        values = param_importances(run)
+        if values:
+            plots.importances(values, out / "importances.png")
+            add("Parameter importances (Optuna's fANOVA over the trials' best values):")
+            add("")
+            add("| parameter | importance |\n|---|---|")
+            for key, value in values.items():
+                add(f"| `{key}` | {value:.3f} |")
+            add("")
+            add("![importances](importances.png)")
+        else:
+            add("Parameter importances need at least 3 finished trials.")
+        add("")
+
+    # --- the best model on the test split
+    if best is not None:
+        add(f"## Best model on the test split (trial `{best['trial_id']}`)")
+        add("")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            evaluation = evaluate_checkpoint(best["checkpoint"], device)
+        except (DataError, TrainerError, ConfigError, FileNotFoundError) as err:
+            add(f"The test split could not be evaluated here: {str(err).splitlines()[0]}")
+            evaluation = None
+        if evaluation is not None and len(evaluation.labels):
+            lines.extend(_test_section(evaluation, out, gradcam_samples))
+    (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
+    return out / "report.md"
+
+
+def _test_section(ev: TestEvaluation, out: Path, samples: int) -> list[str]:
+    lines = [f"- accuracy **{ev.accuracy:.4f}**, loss {ev.loss:.4f} on {len(ev.labels)} test images", ""]
+    classes = ev.classes
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(matrix, (ev.labels, ev.predictions), 1)
+    plots.confusion(matrix, classes, out / "confusion.png")
+    lines += ["![confusion matrix](confusion.png)", ""]
+    per_class = pd.DataFrame({"class": classes, "test images": matrix.sum(1),
+                              "accuracy": np.diag(matrix) / np.maximum(matrix.sum(1), 1)})
+    per_class = per_class.sort_values("accuracy", kind="stable")
+    shown = per_class if len(classes) <= 20 else per_class.head(10)
+    lines += [f"Per-class accuracy{' (the 10 worst classes)' if len(classes) > 20 else ''}:", "",
+              _md_table(shown), ""]
+    plots.class_distribution(ev.counts, out / "class_distribution.png")
+    lines += ["Images per class in each split:", "", "![class distribution](class_distribution.png)", ""]
+    wrong = np.flatnonzero(ev.predictions != ev.labels)
+    images = gradcam.denormalise(ev.inputs, ev.mean, ev.std)
+    if len(wrong):
+        picks = wrong[:20]
+        plots.image_grid(images[picks], [f"pred {classes[ev.predictions[i]]}\ntrue {classes[ev.labels[i]]}"
+                                         for i in picks], out / "misclassified.png")
+        lines += [f"Misclassified test images ({len(wrong)} in all, the first {len(picks)}):", "",
+                  "![misclassified](misclassified.png)", ""]
+    lines += _gradcam_section(ev, images, wrong, out, samples)
+    return lines
+
+
+def _gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, out: Path, samples: int) -> list[str]:
+    if samples <= 0:
+        return []
+    lines = ["## Grad-CAM of the best model", ""]
+    classes, model = ev.classes, ev.model
+    probs = ev.logits.softmax(1)
+    picks = np.linspace(0, len(ev.labels) - 1, num=min(samples, len(ev.labels))).astype(int)
+    k = min(4, len(classes))
+    rows = []
+    for i in picks:
+        top_p, top_c = probs[i].topk(k)
+        maps = gradcam.cam_maps(model, ev.inputs[i:i + 1].repeat(k, 1, 1, 1), top_c.tolist())
+        row = [(images[i], f"true {classes[ev.labels[i]]}")]
+        row += [(gradcam.overlay(images[i], maps[j]), f"{classes[c]} {p:.2f}")
+                for j, (p, c) in enumerate(zip(top_p.tolist(), top_c.tolist()))]
+        rows.append(row)
+    plots.cam_rows(rows, out / "gradcam_top4.png")
+    lines += [f"Sample test images with the maps of the top-{k} predicted classes (last residual stage):", "",
+              "![grad-cam top classes](gradcam_top4.png)", ""]
+    if len(wrong):
+        rows = []
+        for i in wrong[:samples]:
+            pred, true = int(ev.predictions[i]), int(ev.labels[i])
+            maps = gradcam.cam_maps(model, ev.inputs[i:i + 1].repeat(2, 1, 1, 1), [pred, true])
+            rows.append([(images[i], "image"), (gradcam.overlay(images[i], maps[0]), f"pred {classes[pred]}"),
+                         (gradcam.overlay(images[i], maps[1]), f"true {classes[true]}")])
+        plots.cam_rows(rows, out / "gradcam_misclassified.png")
+        lines += ["Misclassified images: where the model looked for the class it chose, and for the true one:", "",
+                  "![grad-cam misclassified](gradcam_misclassified.png)", ""]
+    rows = []
+    for i in picks:
+        pred = int(ev.predictions[i])
+        row = [(images[i], f"pred {classes[pred]}")]
+        for s, layer in enumerate(gradcam.stage_layers(model), start=1):
+            mask = gradcam.cam_maps(model, ev.inputs[i:i + 1], [pred], layer=layer)[0]
+            row.append((gradcam.overlay(images[i], mask), f"stage {s}"))
+        rows.append(row)
+    plots.cam_rows(rows, out / "gradcam_stages.png")
+    lines += ["One map per residual stage (layers 1-4) for the predicted class:", "",
+              "![grad-cam per stage](gradcam_stages.png)", ""]
+    return lines

@@ -1,0 +1,153 @@
+"""Analysis on real sweeps: the report, its tables and images, Grad-CAM that localises."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from analysis import gradcam
+from analysis.cli import app
+from analysis.results import load_run, results_table
+from conftest import preset, tiny
+from trainer import load_model, train
+from trainer.data import load_data
+from trainer.loop import eval_loader, predict
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def linked_images(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+@pytest.mark.slow
+def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, tmp_path):
+    out = tmp_path / "my report"
+    result = invoke("report", crashed_run, "-o", out, "--top", "3", "--gradcam-samples", "2")
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    for heading in ("# Sweep report", "## Top", "## Learning curves", "## Hyperparameters",
+                    "## Best model on the test split", "## Grad-CAM of the best model"):
+        assert heading in text, heading
+    assert "errored" in text and re.search(r"[1-9]\d* errored", text), "the errored trial is counted"
+    assert "gain over the seed's own configuration" in text
+    images = linked_images(text)
+    assert {"curves_top.png", "asha.png", "params.png", "confusion.png", "gradcam_top4.png",
+            "gradcam_stages.png", "class_distribution.png"} <= set(images)
+    for name in images:
+        assert not name.startswith("/"), "links are relative"
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+    # the markdown table agrees with the DataFrame
+    run = load_run(str(crashed_run))
+    table = results_table(str(crashed_run), top=3)
+    for _, row in table.iterrows():
+        assert f"| {row['trial_id']} " in text
+        value = row["val_acc"]
+        assert (f"{value:.4g}" if value == value else "—") in text  # an errored trial has no value: a dash
+    test_acc = float(re.search(r"accuracy \*\*([0-9.]+)\*\*", text).group(1))
+    assert 0.5 < test_acc <= 1.0
+    assert len(run.trials) == 4
+
+
+@pytest.mark.slow
+def test_table_csv_matches_the_dataframe(crashed_run):
+    result = invoke("table", crashed_run, "--format", "csv")
+    assert result.exit_code == 0
+    from io import StringIO
+
+    frame = pd.read_csv(StringIO(result.output))
+    run = load_run(str(crashed_run))
+    assert len(frame) == len(run.trials)
+    merged = frame.merge(run.trials, on="trial_id", suffixes=("", "_run"))
+    assert (merged["epochs"] == merged["epochs_run"]).all()
+    assert np.allclose(merged["val_acc"].fillna(-1), merged["val_acc_run"].fillna(-1))
+    assert list(frame["status"]).count("ERROR") == (run.trials["status"] == "ERROR").sum()
+
+
+@pytest.mark.slow
+def test_curves_and_gradcam_commands(crashed_run, tmp_path):
+    curves = invoke("curves", crashed_run, "-o", tmp_path / "c.png")
+    assert curves.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:8] == PNG_MAGIC
+    cams = invoke("gradcam", crashed_run, "-o", tmp_path / "cams", "--images", "2")
+    assert cams.exit_code == 0, cams.output
+    assert (tmp_path / "cams" / "gradcam_top4.png").read_bytes()[:8] == PNG_MAGIC
+    missing = invoke("gradcam", crashed_run, "-o", tmp_path / "x", "--trial", "nope")
+    assert missing.exit_code == 2 and "no trial 'nope'" in missing.output
+
+
+@pytest.mark.slow
+def test_report_of_a_sweep_still_running(tmp_path):
+    path = preset(tmp_path, trials=4, epochs=30)
+    Path(path).write_text(Path(path).read_text().replace("grace_period: 1", "grace_period: 30"))
+    run_path = tmp_path / "runs" / "live"
+    sweep_bin = str(Path(sys.executable).parent / "sweep")
+    driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
+                               "live"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if run_path.exists() and any(
+                    len((d / "result.json").read_text().splitlines()) >= 2
+                    for d in run_path.glob("trial_*") if (d / "result.json").exists()):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep never reported")
+        result = invoke("report", run_path, "--gradcam-samples", "1")
+        assert driver.poll() is None, "the sweep was still running while the report was written"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert result.exit_code == 0, result.output
+    text = (run_path / "report" / "report.md").read_text()
+    assert "still running or pending" in text and re.search(r"[1-9] still running", text)
+
+
+def test_wrong_paths_give_one_line(tmp_path):
+    for args in (["report", tmp_path / "nope"], ["table", tmp_path], ["curves", tmp_path, "-o", tmp_path / "c.png"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert [line for line in result.output.splitlines() if line.startswith("error:")]
+
+
+def trained(region, tmp_path):
+    config = tiny(synthetic_region=region, image_size=32, width=8, epochs=6, synthetic_samples=400,
+                  synthetic_classes=4, scheduler="onecycle", augment="none")
+    train(config, report=lambda m, save: save(tmp_path / region))
+    model, config, _ = load_model(tmp_path / region / "checkpoint.pt")
+    data = load_data(config)
+    loader = eval_loader(data.test, config, data)
+    inputs = torch.cat([x for x, _ in loader])
+    predictions = predict(model, loader, config, torch.device("cpu")).argmax(1)
+    accuracy = (predictions == data.test.labels).float().mean().item()
+    maps = gradcam.cam_maps(model, inputs, predictions.tolist())
+    top_left = np.mean([gradcam.mass_in(m, 0, 0, 16) for m in maps])
+    bottom_right = np.mean([gradcam.mass_in(m, 16, 16, 16) for m in maps])
+    return accuracy, top_left, bottom_right
+
+
+def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
+    # a quadrant is a quarter of the image: a map that ignored the signal would put ~0.25 there
+    accuracy, top_left, bottom_right = trained("top_left", tmp_path)
+    print(f"signal top-left: accuracy {accuracy:.2f}, CAM mass top-left {top_left:.2f}, bottom-right {bottom_right:.2f}")
+    assert accuracy > 0.9
+    assert top_left > 0.45 and top_left > 3 * bottom_right
+    accuracy, top_left, bottom_right = trained("bottom_right", tmp_path)
+    print(f"signal bottom-right: accuracy {accuracy:.2f}, CAM mass top-left {top_left:.2f}, "
+          f"bottom-right {bottom_right:.2f}")
+    assert bottom_right > 0.35 and top_left < 0.25
