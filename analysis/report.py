@@ -64,7 +64,7 @@ def evaluate_checkpoint(checkpoint: str, device: torch.device) -> TestEvaluation
     model, config, _ = load_model(state, device="cpu")
     config.device = device.type
     data = load_data(config)
-    loader = eval_loader(data.test.to(device), config, data)
+    loader = eval_loader(data.test, config, data, device)
     model = model.to(device)
     logits = predict(model, loader, config, device)
     inputs = torch.cat([x.cpu() for x, _ in loader]) if len(data.test) else torch.zeros(0)

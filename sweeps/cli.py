@@ -18,6 +18,26 @@ from .presets import Preset, load_preset, preset_names
 app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+
+
+@app.callback()
+def main() -> None:
+    """Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA)."""
+    show_warnings()
+
+
+def show_warnings() -> None:
+    """resweep's own warnings (skipped images, ...) as `warning: ...` lines on stderr."""
+    import logging
+
+    logger = logging.getLogger("resweep")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a training key, KEY=VALUE (repeatable); see `sweep keys`.")]
 DataDirOption = Annotated[Optional[Path], typer.Option(

@@ -117,3 +117,61 @@ class TrainTransform:
                      ((coords.view(1, 1, -1) - centre_x).abs() < side / 2)
             x = x.masked_fill(inside.unsqueeze(1), 0.0)
         return x
+
+
+# --- The per-image PIL reference path (data_path=pil): the same presets with torchvision's
+# transforms, applied to one PIL image at a time in DataLoader workers.
+
+
+class _Cutout:
+    """Zero (the mean, after normalising) a random side x side square of a tensor image."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        top, left = max(0, cy - self.side // 2), max(0, cx - self.side // 2)
+        x = x.clone()
+        x[..., top:cy + (self.side + 1) // 2, left:cx + (self.side + 1) // 2] = 0
+        return x
+
+
+class PilEvalTransform:
+    def __init__(self, size: int, mean, std, augment: str = "none"):
+        from torchvision import transforms as T
+
+        self.pipeline = T.Compose([T.Resize(storage_size(augment, size)), T.CenterCrop(size), T.ToTensor(),
+                                   T.Normalize(mean, std)])
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.pipeline(image)
+
+
+class PilTrainTransform:
+    def __init__(self, size: int, mean, std, augment: str):
+        from torchvision import transforms as T
+
+        p = _Params(**PRESETS[augment])
+        steps: list = []
+        if p.scale is not None:
+            steps.append(T.RandomResizedCrop(size, scale=p.scale))
+        else:
+            steps += [T.Resize(storage_size(augment, size)), T.CenterCrop(size)]
+            if p.translate:
+                fill = tuple(int(255 * m) for m in mean)
+                steps.append(T.RandomCrop(size, padding=round(p.translate * size), fill=fill))
+        if p.hflip:
+            steps.append(T.RandomHorizontalFlip())
+        if p.vflip:
+            steps.append(T.RandomVerticalFlip())
+        if p.degrees:
+            steps.append(T.RandomRotation(p.degrees))
+        steps += [T.ToTensor(), T.Normalize(mean, std)]
+        if p.cutout:
+            steps.append(_Cutout(round(p.cutout * size)))
+        self.pipeline = T.Compose(steps)
+
+    def __call__(self, image) -> torch.Tensor:
+        return self.pipeline(image)

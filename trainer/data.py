@@ -32,15 +32,18 @@ class DataError(RuntimeError):
 class Split:
     images: torch.Tensor  # uint8 [N, 3, S, S]
     labels: torch.Tensor  # int64 [N]
+    files: list[str] | None = None  # the image files, where the data set has them (for the PIL path)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+        return Split(self.images.to(device), self.labels.to(device), self.files)
 
     def take(self, n: int) -> Split:
-        return Split(self.images[:n], self.labels[:n]) if 0 < n < len(self) else self
+        if not 0 < n < len(self):
+            return self
+        return Split(self.images[:n], self.labels[:n], self.files[:n] if self.files else None)
 
 
 @dataclass
@@ -67,7 +70,7 @@ def data_root(config: TrainConfig) -> Path:
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Index arrays, one per fraction (the rest goes to the first), each stratified by label."""
+    """Index arrays, the rest first, then one per fraction; each split stratified by label."""
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
     for label in np.unique(labels):
@@ -76,6 +79,8 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
         start = 0
         for k, fraction in enumerate(fractions, start=1):
             n = int(round(len(idx) * fraction))
+            if n == 0 and fraction > 0 and len(idx) > len(fractions):
+                n = 1  # a small class still shows up in every split
             parts[k].extend(idx[start:start + n])
             start += n
         parts[0].extend(idx[start:])
@@ -162,9 +167,12 @@ def data_key(config: TrainConfig) -> tuple:
 
 
 def load_data(config: TrainConfig) -> DataBundle:
-    if config.dataset not in LOADERS:
-        raise DataError(f"dataset {config.dataset!r} has no loader in this build; available: {', '.join(LOADERS)}")
-    bundle = LOADERS[config.dataset](config)
+    from .datasets import FILE_LOADERS  # the file data sets build on this module
+
+    loaders = {**LOADERS, **FILE_LOADERS}
+    if config.dataset not in loaders:
+        raise DataError(f"dataset {config.dataset!r} has no loader; available: {', '.join(loaders)}")
+    bundle = loaders[config.dataset](config)
     if config.max_train_samples:
         bundle.train = bundle.train.take(config.max_train_samples)
     return bundle
@@ -203,3 +211,43 @@ class BatchLoader:
                 idx = order[b * self.batch_size:(b + 1) * self.batch_size]
                 images, labels = self.split.images[idx], self.split.labels[idx]
             yield self.transform(images), labels
+
+
+class _PilDataset(torch.utils.data.Dataset):
+    def __init__(self, split: Split, transform: Callable):
+        self.images, self.labels, self.files = split.images.cpu(), split.labels.cpu(), split.files
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        if self.files:  # decode the file every time, as a plain per-image pipeline does
+            with Image.open(self.files[i]) as image:
+                picture = image.convert("RGB")
+        else:
+            picture = Image.fromarray(self.images[i].permute(1, 2, 0).numpy())
+        return self.transform(picture), self.labels[i]
+
+
+class PilLoader:
+    """The reference path (`data_path=pil`): per-image PIL decode and transforms in DataLoader
+    workers, as torchvision's reference scripts do; the fast path is measured against it."""
+
+    def __init__(self, split: Split, batch_size: int, transform: Callable, device: torch.device,
+                 shuffle: bool = False, generator: torch.Generator | None = None, num_workers: int = 2):
+        self.split = Split(split.images[:0], split.labels.cpu(), split.files)
+        self.device = device
+        self.loader = torch.utils.data.DataLoader(
+            _PilDataset(split, transform), batch_size=batch_size, shuffle=shuffle, generator=generator,
+            num_workers=num_workers, drop_last=shuffle and len(split) > batch_size,
+            pin_memory=device.type == "cuda", persistent_workers=num_workers > 0)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)

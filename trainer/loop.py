@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augment import EvalTransform, TrainTransform
+from .augment import EvalTransform, PilEvalTransform, PilTrainTransform, TrainTransform
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict
-from .data import BatchLoader, DataBundle, load_data
+from .data import BatchLoader, DataBundle, PilLoader, Split, load_data
 from .models import TrainerError, build_model, set_backbone_trainable, train_mode
 from .optim import Schedule, build_optimizer, build_schedule, l1_penalty
 
@@ -136,9 +136,15 @@ def evaluate(model: nn.Module, loader: BatchLoader, config: TrainConfig, device:
     return metrics
 
 
-def eval_loader(split, config: TrainConfig, data: DataBundle) -> BatchLoader:
-    return BatchLoader(split, max(config.batch_size, 256), EvalTransform(config.image_size, data.mean, data.std,
-                                                                          config.augment))
+def eval_loader(split: Split, config: TrainConfig, data: DataBundle,
+                device: torch.device | None = None) -> BatchLoader | PilLoader:
+    """Batches of a split for evaluation, through the fast or the PIL path as `config` says."""
+    device = device or split.images.device
+    batch = max(config.batch_size, 256)
+    if config.data_path == "pil":
+        return PilLoader(split, batch, PilEvalTransform(config.image_size, data.mean, data.std, config.augment),
+                         device, num_workers=config.num_workers)
+    return BatchLoader(split.to(device), batch, EvalTransform(config.image_size, data.mean, data.std, config.augment))
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -177,11 +183,15 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
     data_gen = torch.Generator().manual_seed(config.seed)
     augment_gen = torch.Generator().manual_seed(config.seed + 1)
     data = data or load_data(config)
-    train_split = data.train.to(device)
-    train_loader = BatchLoader(train_split, config.batch_size,
-                               TrainTransform(config.image_size, data.mean, data.std, config.augment, augment_gen),
-                               shuffle=True, generator=data_gen)
-    val_loader = eval_loader(data.val.to(device), config, data)
+    if config.data_path == "pil":
+        train_loader = PilLoader(data.train, config.batch_size,
+                                 PilTrainTransform(config.image_size, data.mean, data.std, config.augment), device,
+                                 shuffle=True, generator=data_gen, num_workers=config.num_workers)
+    else:
+        train_loader = BatchLoader(data.train.to(device), config.batch_size,
+                                   TrainTransform(config.image_size, data.mean, data.std, config.augment, augment_gen),
+                                   shuffle=True, generator=data_gen)
+    val_loader = eval_loader(data.val, config, data, device)
 
     model = build_model(config, data.num_classes).to(device)
     if device.type == "cuda" and config.channels_last:
@@ -219,7 +229,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
                                 f"(lr={lr:g}); lower lr or set grad_clip", metrics)
         phase.schedule.after_epoch(metrics["val_loss"])
         if epoch + 1 == config.epochs and config.eval_test and len(data.test):
-            metrics.update(evaluate(model, eval_loader(data.test.to(device), config, data), config, device, "test"))
+            metrics.update(evaluate(model, eval_loader(data.test, config, data, device), config, device, "test"))
         metrics["epoch_time_s"] = time.perf_counter() - started
         history.append(dict(metrics))
 

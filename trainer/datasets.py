@@ -1,0 +1,248 @@
+"""The seeds' datasets on disk, decoded once into a uint8 tensor cache.
+
+- flowers102: torchvision's Flowers102 with its official train/val/test splits.
+- flowers5: the Kaggle "Flowers Recognition" folder (daisy, dandelion, rose, sunflower,
+  tulip); a seeded stratified 10% test split is carved out, the rest split 90/10 into
+  train/val as seed 001 does.
+- cifar10 / cifar100: torchvision's CIFAR; a seeded stratified validation hold-out from the
+  training set, the official test set.
+- imagefolder: class sub-folders of images, or train/val[/test] folders of them.
+
+Images are decoded (in threads) to the preset's storage size — short side resized, center
+square cropped — and saved as one file per split under `<data root>/.resweep-cache/`,
+written atomically under a file lock so that trials starting together on a node build it
+once; later loads memory-map it. Unreadable images are skipped with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from PIL import Image
+
+from .augment import storage_size
+from .config import TrainConfig
+from .data import DataBundle, DataError, Split, channel_stats, data_root, resize_uint8, stratified_split
+
+log = logging.getLogger("resweep.data")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FLOWERS5_CLASSES = ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def decode(path: str | Path, size: int) -> np.ndarray | None:
+    """An image file as uint8 [3, size, size] (short side resized, center crop), None if unreadable."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            scale = size / min(w, h)
+            image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))),
+                                 Image.BILINEAR, reducing_gap=None)
+            w, h = image.size
+            left, top = (w - size) // 2, (h - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def cache_dir(config: TrainConfig) -> Path:
+    return data_root(config) / ".resweep-cache"
+
+
+def cached(path: Path, build: Callable[[], tuple[torch.Tensor, torch.Tensor, list[str]]]) -> Split:
+    """The split stored at `path`, built by `build()` once (under a lock), then memory-mapped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if not path.exists():
+            images, labels, files = build()
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            try:
+                torch.save({"images": images.contiguous(), "labels": labels, "files": files}, tmp)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+    state = torch.load(path, mmap=True, weights_only=True)
+    return Split(state["images"], state["labels"], files=list(state["files"]))
+
+
+def decode_files(name: str, items: list[tuple[str, int]], size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode every (path, label); unreadable files are skipped with one warning naming a few."""
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        arrays = list(pool.map(lambda item: decode(item[0], size), items))
+    bad = [path for (path, _), array in zip(items, arrays) if array is None]
+    if bad:
+        shown = ", ".join(Path(p).name for p in bad[:3])
+        log.warning(f"{name}: skipped {len(bad)} unreadable image{'s' if len(bad) > 1 else ''} ({shown}"
+                    f"{', ...' if len(bad) > 3 else ''}); delete or replace them to use them")
+    kept = [(item, array) for item, array in zip(items, arrays) if array is not None]
+    if not kept:
+        raise DataError(f"{name}: none of the {len(items)} images could be read")
+    images = torch.from_numpy(np.stack([a for _, a in kept]))
+    labels = torch.tensor([label for (_, label), _ in kept], dtype=torch.int64)
+    return images, labels, [path for (path, _), _ in kept]
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def files_split(config: TrainConfig, name: str, split: str, items: list[tuple[str, int]]) -> Split:
+    size = storage_size(config.augment, config.image_size)
+    listing = [(p, label, os.path.getsize(p)) for p, label in items]
+    path = cache_dir(config) / f"{name}-{split}-{size}px-{_key(listing)}.pt"
+    return cached(path, lambda: decode_files(f"{name} {split}", items, size))
+
+
+def _missing(name: str, looked: Path, how: str) -> DataError:
+    return DataError(f"{name}: no data at {looked}; {how}")
+
+
+def load_flowers102(config: TrainConfig) -> DataBundle:
+    import torchvision
+
+    root = data_root(config)
+    splits = {}
+    for split in ("train", "val", "test"):
+        try:
+            ds = torchvision.datasets.Flowers102(str(root), split=split, download=config.download)
+        except (RuntimeError, OSError) as err:  # not found, or the download failed (no network)
+            reason = "download failed" if config.download else "download is off"
+            raise _missing("flowers102", root / "flowers-102",
+                           f"{reason} ({type(err).__name__}); put jpg/, imagelabels.mat and setid.mat from "
+                           f"https://www.robots.ox.ac.uk/~vgg/data/flowers/102/ in {root / 'flowers-102'} "
+                           f"or pass --data-dir") from None
+        items = [(str(f), int(label)) for f, label in zip(ds._image_files, ds._labels)]
+        splits[split] = files_split(config, "flowers102", split, items)
+    classes = list(getattr(torchvision.datasets.Flowers102, "classes", [])) or [str(i) for i in range(102)]
+    return DataBundle(splits["train"], splits["val"], splits["test"], classes, *IMAGENET_STATS)
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _images_of(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
+    items = []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                items.append((str(path), label))
+    return items
+
+
+def _carved(config: TrainConfig, name: str, items: list[tuple[str, int]], classes: list[str]) -> DataBundle:
+    """train/val/test from one pool: a stratified 10% test split, the rest split by val_fraction."""
+    labels = np.array([label for _, label in items])
+    rest, test = stratified_split(labels, (0.1,), seed=0)
+    train_idx, val_idx = stratified_split(labels[rest], (config.val_fraction,), seed=0)
+    train_idx, val_idx = rest[train_idx], rest[val_idx]
+    pick = lambda idx: [items[i] for i in idx]  # noqa: E731
+    splits = {s: files_split(config, name, s, pick(idx))
+              for s, idx in (("train", train_idx), ("val", val_idx), ("test", test))}
+    return DataBundle(splits["train"], splits["val"], splits["test"], classes, *IMAGENET_STATS)
+
+
+def load_flowers5(config: TrainConfig) -> DataBundle:
+    root = data_root(config)
+    for folder in (root, root / "flowers", root / "flowers-recognition", root / "flowers5"):
+        if folder.is_dir() and all((folder / c).is_dir() for c in FLOWERS5_CLASSES):
+            items = _images_of(folder, FLOWERS5_CLASSES)
+            if items:
+                return _carved(config, "flowers5", items, FLOWERS5_CLASSES)
+    raise _missing("flowers5", root, "download the Kaggle 'Flowers Recognition' data set (kaggle datasets download "
+                   "alxmamaev/flowers-recognition), unzip it and pass --data-dir to the folder holding "
+                   + "/".join(FLOWERS5_CLASSES))
+
+
+def load_imagefolder(config: TrainConfig) -> DataBundle:
+    root = data_root(config)
+    if not root.is_dir():
+        raise _missing("imagefolder", root, "pass --data-dir to a folder of class sub-folders of images")
+    if (root / "train").is_dir():
+        classes = _class_folders(root / "train")
+        given = {s: _images_of(root / s, classes) for s in ("train", "val", "test") if (root / s).is_dir()}
+        train_items = given["train"]
+        labels = np.array([label for _, label in train_items])
+        if "test" not in given:
+            keep, test = stratified_split(labels, (0.1,), seed=0)
+            given["test"] = [train_items[i] for i in test]
+            train_items, labels = [train_items[i] for i in keep], labels[keep]
+        if "val" not in given:
+            keep, val = stratified_split(labels, (config.val_fraction,), seed=0)
+            given["val"] = [train_items[i] for i in val]
+            train_items = [train_items[i] for i in keep]
+        given["train"] = train_items
+        splits = {s: files_split(config, "imagefolder", s, given[s]) for s in ("train", "val", "test")}
+        data = DataBundle(splits["train"], splits["val"], splits["test"], classes, *IMAGENET_STATS)
+    else:
+        classes = _class_folders(root)
+        items = _images_of(root, classes)
+        if not items:
+            raise _missing("imagefolder", root, "it holds no class sub-folders of images; pass --data-dir to one")
+        data = _carved(config, "imagefolder", items, classes)
+    data.mean, data.std = channel_stats(data.train.images[:2000])
+    return data
+
+
+def _cifar(config: TrainConfig, name: str) -> DataBundle:
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    root = data_root(config)
+    size = storage_size(config.augment, config.image_size)
+
+    def read(train: bool):
+        try:
+            ds = cls(str(root), train=train, download=config.download)
+        except (RuntimeError, OSError) as err:
+            reason = "download failed" if config.download else "download is off"
+            raise _missing(name, root / cls.base_folder,
+                           f"{reason} ({type(err).__name__}); put the python version from "
+                           f"https://www.cs.toronto.edu/~kriz/cifar.html, unpacked, in {root} "
+                           f"or pass --data-dir") from None
+        return ds
+
+    def build(train: bool):
+        ds = read(train)
+        images = resize_uint8(torch.from_numpy(ds.data).permute(0, 3, 1, 2), size)
+        return images, torch.tensor(ds.targets, dtype=torch.int64), []
+
+    tag = _key(str(root.resolve()), name)
+    full = cached(cache_dir(config) / f"{name}-trainval-{size}px-{tag}.pt", lambda: build(True))
+    test = cached(cache_dir(config) / f"{name}-test-{size}px-{tag}.pt", lambda: build(False))
+    train_idx, val_idx = stratified_split(full.labels.numpy(), (config.val_fraction,), seed=0)
+    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    classes = list(read(False).classes)
+    return DataBundle(Split(full.images[train_idx], full.labels[train_idx]),
+                      Split(full.images[val_idx], full.labels[val_idx]), test, classes, *CIFAR_STATS)
+
+
+def load_cifar10(config: TrainConfig) -> DataBundle:
+    return _cifar(config, "cifar10")
+
+
+def load_cifar100(config: TrainConfig) -> DataBundle:
+    return _cifar(config, "cifar100")
+
+
+FILE_LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
+    "flowers102": load_flowers102,
+    "flowers5": load_flowers5,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "imagefolder": load_imagefolder,
+}
