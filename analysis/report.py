@@ -55,7 +55,7 @@ class TestEvaluation:
 
 def best_trial(run: Run) -> pd.Series | None:
     candidates = ranked(run)
-    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["diverged"] == 0)]
+    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["failure"] == "")]
     return None if candidates.empty else candidates.iloc[0]
 
 
@@ -91,7 +91,7 @@ def param_importances(run: Run) -> dict[str, float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trials = run.trials[(run.trials["status"] == "TERMINATED") & (run.trials["diverged"] == 0)]
+    trials = run.trials[(run.trials["status"] == "TERMINATED") & (run.trials["failure"] == "")]
     trials = trials.dropna(subset=[run.metric])
     if len(trials) < 3 or not run.search_keys:
         return {}
@@ -132,7 +132,8 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     finished = trials[trials["status"] == "TERMINATED"]
     n_early = int(finished["stopped_early"].sum())
     n_diverged = int(trials["diverged"].sum())
-    n_done = len(finished) - n_early - n_diverged
+    n_oom = int((trials["failure"] == "out of memory").sum())
+    n_done = len(finished) - n_early - n_diverged - n_oom
     epochs_used = int(trials["epochs"].sum())
     epochs_full = len(trials) * run.max_epochs
     gpu = float(meta.get("gpu", 0))
@@ -150,6 +151,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
         + f", {train['image_size']}px, up to {run.max_epochs} epochs, metric `{metric}` ({run.mode})")
     add(f"- trials: {len(trials)} — {n_done} completed, {n_early} stopped early by ASHA, "
         f"{int(counts.get('ERROR', 0))} errored, {n_diverged} diverged, "
+        + (f"{n_oom} out of GPU memory, " if n_oom else "") +
         f"{int(counts.get('RUNNING', 0)) + int(counts.get('PENDING', 0))} still running or pending; "
         f"{int(trials['retries'].sum())} retries")
     add(f"- epochs trained: {epochs_used} of {epochs_full} without early stopping "

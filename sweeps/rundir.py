@@ -21,7 +21,7 @@ import pandas as pd
 from .storage import is_uri, join
 
 # Columns of the trials table besides the searched parameters.
-TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "diverged", "retries", "best_epoch",
+TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "failure", "diverged", "retries", "best_epoch",
                  "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node", "checkpoint",
                  "error"]
 
@@ -163,10 +163,10 @@ def load_run(run_path: str) -> Run:
         if status is None:  # no experiment state yet: infer from the files
             status = "ERROR" if path and _read(join(path, "error.txt")) else \
                 ("TERMINATED" if last.get("done") else ("RUNNING" if results else "PENDING"))
-        diverged = int(bool(last.get("diverged")))
-        epochs = int(last.get("training_iteration", 0)) - diverged  # the diverged report is no epoch
+        failure = str(last.get("failure") or "")  # diverged / out of memory: halted, not retried
+        epochs = int(last.get("training_iteration", 0)) - bool(failure)  # the failure's report is no epoch
         epochs = max(epochs, 0)
-        values = [(_finite(r.get(metric)), r) for r in results if not r.get("diverged")]
+        values = [(_finite(r.get(metric)), r) for r in results if not r.get("failure")]
         values = [(v, r) for v, r in values if not math.isnan(v)]
         best_value, best_row = (math.nan, {})
         if values:
@@ -179,12 +179,12 @@ def load_run(run_path: str) -> Run:
         if status == "ERROR" and path:
             error_text = (_read(join(path, "error.txt")) or "").strip().splitlines()
             error = error_text[-1][:200] if error_text else "error"
-        if diverged:
-            error = str(last.get("error", "diverged"))[:200]
+        if failure:
+            error = str(last.get("error", failure))[:200]
         row = {
             "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs": epochs,
-            "stopped_early": bool(status == "TERMINATED" and not diverged and epochs < max_epochs),
-            "diverged": diverged, "retries": state.get("retries", 0),
+            "stopped_early": bool(status == "TERMINATED" and not failure and epochs < max_epochs),
+            "failure": failure, "diverged": int(failure == "diverged"), "retries": state.get("retries", 0),
             metric: best_value, "best_epoch": int(best_row.get("training_iteration", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
@@ -194,7 +194,7 @@ def load_run(run_path: str) -> Run:
         row.update({k: params.get(k) for k in search_keys})
         rows.append(row)
         for r in results:
-            if r.get("diverged"):
+            if r.get("failure"):
                 continue
             history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
                 "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
@@ -231,7 +231,7 @@ def export_study(plan, run: Run) -> str:
             if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in params.values()):
                 continue
             value = row[plan.metric]
-            if row["status"] == "TERMINATED" and not row["diverged"] and not math.isnan(value):
+            if row["status"] == "TERMINATED" and not row["failure"] and not math.isnan(value):
                 state = optuna.trial.TrialState.PRUNED if row["stopped_early"] else optuna.trial.TrialState.COMPLETE
             elif row["status"] in ("ERROR", "TERMINATED"):
                 state = optuna.trial.TrialState.FAIL

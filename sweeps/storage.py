@@ -67,8 +67,11 @@ def exists(path: str) -> bool:
     return fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound
 
 
-def check_writable(folder: str, need_bytes: int = 50 * 2**20) -> str | None:
-    """None when `folder` can take results, else a one-line reason."""
+def check_writable(folder: str, need_bytes: int | None = None) -> str | None:
+    """None when `folder` can take results, else a one-line reason. The free space needed is
+    $RESWEEP_MIN_FREE_MB (default 200 MiB: a few checkpoints of a ResNet50)."""
+    if need_bytes is None:
+        need_bytes = int(float(os.environ.get("RESWEEP_MIN_FREE_MB", "200")) * 2**20)
     if is_uri(folder):
         try:
             probe = join(folder, f".resweep-probe-{uuid.uuid4().hex}")
@@ -76,7 +79,8 @@ def check_writable(folder: str, need_bytes: int = 50 * 2**20) -> str | None:
             fs, inner = _fs(probe)
             fs.delete_file(inner)
         except Exception as err:  # credentials, bucket missing, no network
-            return f"cannot write to {folder} ({type(err).__name__}: {str(err).splitlines()[0][:100]})"
+            return (f"cannot write to {folder} ({type(err).__name__}: {str(err).splitlines()[0][:100]}); check the "
+                    f"bucket and its credentials, or pass --storage with a writable folder")
         return None
     target = Path(folder)
     try:
@@ -85,8 +89,9 @@ def check_writable(folder: str, need_bytes: int = 50 * 2**20) -> str | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        return f"cannot write to {folder} ({err.strerror or err})"
+        return f"cannot write to {folder} ({err.strerror or err}); pass --storage with a writable folder"
     free = os.statvfs(target).f_bavail * os.statvfs(target).f_frsize
     if free < need_bytes:
-        return f"only {free / 2**20:.0f} MiB free at {folder}; free some space or pass --storage elsewhere"
+        return (f"only {free / 2**20:.0f} MiB free at {folder}, {need_bytes / 2**20:.0f} MiB needed; free some space "
+                f"or pass --storage elsewhere")
     return None

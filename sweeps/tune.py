@@ -26,7 +26,7 @@ from ray.tune.search.optuna import OptunaSearch
 from trainer.checkpoint import load_checkpoint
 from trainer.config import from_dict
 from trainer.data import DataBundle, data_key, load_data
-from trainer.loop import DivergedError, train
+from trainer.loop import TrialHalted, train
 
 from .errors import SweepError
 from .plan import SweepPlan
@@ -63,11 +63,10 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
             state = load_checkpoint(Path(folder))
     try:
         train(config, report=report, resume_from=state, data=_DATA[key])
-    except DivergedError as err:
-        # recorded, not retried: the same configuration would diverge again
-        metrics = dict(err.metrics, diverged=1, error=str(err))
-        if mode == "min":
-            metrics[metric] = 1e12
+    except TrialHalted as err:
+        # recorded, not retried: the same configuration would diverge (or run out of memory) again
+        metrics = dict(err.metrics, failure=err.kind, error=str(err), node_id=node_id)
+        metrics[metric] = 1e12 if mode == "min" else metrics.get(metric, 0.0)
         tune.report(metrics)
     finally:
         if torch.cuda.is_available():
@@ -101,14 +100,14 @@ class ProgressPrinter(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         value = result.get(self.metric)
         improved = False
-        if isinstance(value, (int, float)) and not result.get("diverged"):
+        if isinstance(value, (int, float)) and not result.get("failure"):
             if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
                 self.best, improved = (float(value), trial.trial_id), True
         self._line(trials, force=improved)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         epochs = (trial.last_result or {}).get("training_iteration", 0)
-        key = "done" if epochs >= self.max_epochs or (trial.last_result or {}).get("diverged") else "stopped early"
+        key = "done" if epochs >= self.max_epochs or (trial.last_result or {}).get("failure") else "stopped early"
         self.counts[key] += 1
         self._line(trials, force=True)
 
@@ -183,7 +182,7 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
     """Run (or resume) the sweep of `plan`; returns its summary."""
     problem = check_writable(plan.storage)
     if problem:
-        raise SweepError(f"results folder: {problem}; pass --storage with a writable folder")
+        raise SweepError(f"results folder: {problem}")
     local = not address or force_local
     if not local and not is_uri(plan.storage):
         print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
@@ -232,7 +231,7 @@ def summarize(plan: SweepPlan) -> dict:
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     best = None
     scored = trials.dropna(subset=[plan.metric]) if not trials.empty else trials
-    scored = scored[scored["diverged"] == 0] if not scored.empty else scored
+    scored = scored[scored["failure"] == ""] if not scored.empty else scored
     if not scored.empty:
         row = scored.sort_values(plan.metric, ascending=plan.mode == "min").iloc[0]
         best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),

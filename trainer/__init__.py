@@ -3,7 +3,7 @@
 from .config import ConfigError, TrainConfig, apply_overrides, from_dict
 from .data import DataError, load_data
 from .models import TrainerError
-from .loop import DivergedError, evaluate, load_model, train
+from .loop import DivergedError, OutOfMemory, TrialHalted, evaluate, load_model, train
 
-__all__ = ["TrainConfig", "ConfigError", "DataError", "TrainerError", "DivergedError", "from_dict",
+__all__ = ["TrainConfig", "ConfigError", "DataError", "TrainerError", "DivergedError", "OutOfMemory", "TrialHalted", "from_dict",
            "apply_overrides", "load_data", "train", "evaluate", "load_model"]

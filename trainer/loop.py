@@ -31,12 +31,27 @@ SaveFn = Callable[[Path], Path]
 ReportFn = Callable[[dict[str, Any], SaveFn], None]
 
 
-class DivergedError(TrainerError):
-    """The loss became NaN or infinite: retrying the same configuration would not help."""
+class TrialHalted(TrainerError):
+    """The run cannot go on and retrying the same configuration would fail the same way.
+    `kind` names the failure; `metrics` are the last epoch's (possibly empty)."""
+
+    kind = "halted"
 
     def __init__(self, message: str, metrics: dict[str, Any]):
         super().__init__(message)
         self.metrics = metrics
+
+
+class DivergedError(TrialHalted):
+    """The loss became NaN or infinite."""
+
+    kind = "diverged"
+
+
+class OutOfMemory(TrialHalted):
+    """The GPU ran out of memory at this batch size."""
+
+    kind = "out of memory"
 
 
 def resolve_device(config: TrainConfig) -> torch.device:
@@ -216,36 +231,43 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
         augment_gen.set_state(state["augment_generator"])
 
     metrics: dict[str, Any] = dict(history[-1]) if history else {}
-    for epoch in range(start_epoch, config.epochs):
-        if phase_of(epoch, config) != phase.index:
-            phase = Phase(phase_of(epoch, config), config, model, len(train_loader))
-        lr = phase.optimizer.param_groups[0]["lr"]
-        started = time.perf_counter()
-        metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "lr": lr}
-        metrics.update(train_one_epoch(model, train_loader, phase, config, device))
-        metrics.update(evaluate(model, val_loader, config, device))
-        if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics["val_loss"]):
-            raise DivergedError(f"loss diverged to {metrics['train_loss']} in epoch {epoch + 1} "
-                                f"(lr={lr:g}); lower lr or set grad_clip", metrics)
-        phase.schedule.after_epoch(metrics["val_loss"])
-        if epoch + 1 == config.epochs and config.eval_test and len(data.test):
-            metrics.update(evaluate(model, eval_loader(data.test, config, data, device), config, device, "test"))
-        metrics["epoch_time_s"] = time.perf_counter() - started
-        history.append(dict(metrics))
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if phase_of(epoch, config) != phase.index:
+                phase = Phase(phase_of(epoch, config), config, model, len(train_loader))
+            lr = phase.optimizer.param_groups[0]["lr"]
+            started = time.perf_counter()
+            metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "lr": lr}
+            metrics.update(train_one_epoch(model, train_loader, phase, config, device))
+            metrics.update(evaluate(model, val_loader, config, device))
+            if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics["val_loss"]):
+                raise DivergedError(f"loss diverged to {metrics['train_loss']} in epoch {epoch + 1} "
+                                    f"(lr={lr:g}); lower lr or set grad_clip", metrics)
+            phase.schedule.after_epoch(metrics["val_loss"])
+            if epoch + 1 == config.epochs and config.eval_test and len(data.test):
+                metrics.update(evaluate(model, eval_loader(data.test, config, data, device), config, device, "test"))
+            metrics["epoch_time_s"] = time.perf_counter() - started
+            history.append(dict(metrics))
 
-        def save(folder: Path, _epoch=epoch + 1, _history=list(history)) -> Path:
-            checkpoint = {
-                "model": model.state_dict(), "optimizer": phase.optimizer.state_dict(),
-                "scheduler": phase.schedule.state_dict(), "epoch": _epoch, "phase": phase.index,
-                "rng": _rng_state(device), "data_generator": data_gen.get_state(),
-                "augment_generator": augment_gen.get_state(), "config": config.to_dict(),
-                "history": _history, "classes": list(data.classes), "mean": list(data.mean),
-                "std": list(data.std),
-            }
-            return save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
+            def save(folder: Path, _epoch=epoch + 1, _history=list(history)) -> Path:
+                checkpoint = {
+                    "model": model.state_dict(), "optimizer": phase.optimizer.state_dict(),
+                    "scheduler": phase.schedule.state_dict(), "epoch": _epoch, "phase": phase.index,
+                    "rng": _rng_state(device), "data_generator": data_gen.get_state(),
+                    "augment_generator": augment_gen.get_state(), "config": config.to_dict(),
+                    "history": _history, "classes": list(data.classes), "mean": list(data.mean),
+                    "std": list(data.std),
+                }
+                return save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
 
-        if report is not None:
-            report(dict(metrics), save)
+            if report is not None:
+                report(dict(metrics), save)
+    except torch.cuda.OutOfMemoryError:
+        del model, phase
+        torch.cuda.empty_cache()
+        raise OutOfMemory(f"CUDA out of memory at batch_size={config.batch_size} ({config.model}, "
+                          f"{config.image_size}px); lower batch_size or give the trial a whole GPU",
+                          dict(history[-1]) if history else {}) from None
     return metrics
 
 

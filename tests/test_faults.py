@@ -1,0 +1,170 @@
+"""Faults and safety: lost workers, halted trials, storage that cannot take results, half-written
+files, and what is never done with user input. Each test prints the figures it measured."""
+
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from analysis.cli import app as analysis_app
+from conftest import preset, tiny
+from sweeps.cli import app
+from sweeps.rundir import load_run, read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_a_worker_node_lost_mid_sweep_costs_a_retry_not_the_sweep(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeps.plan import SweepPlan
+    from sweeps.presets import load_preset
+    from sweeps.tune import run_sweep
+
+    epochs = 8
+    path = preset(tmp_path, trials=4, epochs=epochs)
+    Path(path).write_text(Path(path).read_text().replace("grace_period: 1", f"grace_period: {epochs}"))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    doomed = cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    plan = SweepPlan.make(load_preset(path), overrides=[], samples=None, concurrency=3, gpus=None, cpus=None,
+                          storage=str(tmp_path / "shared"), name="lost", seed=None)
+    run_path = Path(plan.path)
+    removed = {}
+
+    def preempt():  # the spot instance goes away while one of its trials is midway
+        deadline = time.time() + 240
+        while time.time() < deadline and not removed:
+            for trial_dir in run_path.glob("trial_*"):
+                results = read_results(str(trial_dir))
+                if results and results[-1].get("node_id") == doomed.node_id and 2 <= len(results) < epochs:
+                    removed.update(trial=trial_dir.name[len("trial_"):], epochs=len(results),
+                                   finished={d.name for d in run_path.glob("trial_*")
+                                             if len(read_results(str(d))) == epochs})
+                    cluster.remove_node(doomed, allow_graceful=False)
+                    return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=preempt, daemon=True)
+    watcher.start()
+    try:
+        summary = run_sweep(plan, address=cluster.address)
+    finally:
+        watcher.join(5)
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "no trial ran on the node to remove"
+    trials = load_run(summary["path"]).trials.set_index("trial_id")
+    hit = trials.loc[removed["trial"]]
+    lines = len((run_path / f"trial_{removed['trial']}" / "result.json").read_text().splitlines())
+    print(f"trials {len(trials)}, retries {int(trials['retries'].sum())}, trial {removed['trial']} lost its node "
+          f"after {removed['epochs']} epochs; epochs reported in all {lines} (re-done: {lines - epochs})")
+    assert set(trials["status"]) == {"TERMINATED"} and (trials["epochs"] == epochs).all()
+    assert hit["retries"] >= 1
+    assert lines - epochs <= 2, "it continued from its last checkpoint rather than from scratch"
+    for name in removed["finished"]:
+        assert len(read_results(str(run_path / name))) == epochs, "a finished trial's result was lost"
+    report = CliRunner().invoke(analysis_app, ["report", str(run_path), "--gradcam-samples", "0"])
+    assert report.exit_code == 0, report.output
+    text = (run_path / "report" / "report.md").read_text()
+    assert re.search(rf"{int(trials['retries'].sum())} retries", text), "the report counts the retries"
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_is_recorded_once_and_the_sweep_goes_on(tmp_path):
+    path = preset(tmp_path, trials=3, epochs=2)
+    text = Path(path).read_text().replace("lr: {loguniform: [1.0e-5, 10.0]}", "lr: {choice: [0.05, 1.0e+30]}")
+    Path(path).write_text(text.replace("initial: { lr: 0.05", "initial: {lr: 1.0e+30"))
+    result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "nan"])
+    assert result.exit_code == 0, result.output
+    trials = load_run(str(tmp_path / "runs" / "nan")).trials
+    print(trials[["trial_index", "status", "epochs", "failure", "retries", "lr"]].to_string())
+    diverged = trials[trials["failure"] == "diverged"]
+    assert len(diverged) >= 1 and (diverged["lr"] > 1).all()
+    assert (diverged["retries"] == 0).all() and (diverged["status"] == "TERMINATED").all()
+    assert (diverged["epochs"] == 0).all(), "it stopped in its first epoch"
+    assert "loss diverged" in diverged.iloc[0]["error"]
+    assert ((trials["failure"] == "") & (trials["epochs"] == 2)).any(), "the others finished"
+    assert "best trial" in result.output and "1e+30" not in result.output.split("best trial")[1].split("\n")[1]
+
+
+def test_gpu_out_of_memory_is_reported_with_the_batch_size(monkeypatch):
+    import trainer.loop as loop
+    from trainer import OutOfMemory, train
+
+    def exhausted(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(loop, "train_one_epoch", exhausted)
+    with pytest.raises(OutOfMemory) as err:
+        train(tiny(batch_size=48))
+    assert "out of memory at batch_size=48" in str(err.value) and err.value.kind == "out of memory"
+
+
+def test_storage_that_cannot_take_results_fails_before_any_trial(tmp_path, monkeypatch):
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["run", "quickstart", "--local", "--storage", str(blocker / "runs")])
+    assert result.exit_code == 2 and "error: results folder: cannot write to" in result.output
+    monkeypatch.setenv("RESWEEP_MIN_FREE_MB", str(10**12))  # more than any disk: a full disk, as far as we know
+    result = CliRunner().invoke(app, ["run", "quickstart", "--local", "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and "MiB free at" in result.output and "--storage elsewhere" in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "nothing was started"
+    print(result.output.strip())
+
+
+@pytest.mark.slow
+def test_half_written_files_never_break_analysis(crashed_run, tmp_path):
+    run = tmp_path / "copy of run"
+    shutil.copytree(crashed_run, run)
+    before = load_run(str(run)).trials
+    result_file = next(p for p in run.glob("trial_*/result.json") if p.read_text().count("\n") >= 2)
+    content = result_file.read_text()
+    result_file.write_text(content + content.splitlines()[-1][:40])  # a line cut off mid-write
+    states = sorted(run.glob("experiment_state-*.json"))
+    (run / "experiment_state-9999-12-31_23-59-59.json").write_text(states[-1].read_text()[:100])  # cut off too
+    after = load_run(str(run)).trials
+    assert len(after) == len(before) and list(after["epochs"]) == list(before["epochs"])
+    table = CliRunner().invoke(analysis_app, ["table", str(run), "--format", "csv"])
+    assert table.exit_code == 0 and len(table.output.strip().splitlines()) == len(before) + 1
+
+
+def _project_sources():
+    return [p for d in ("trainer", "sweeps", "analysis", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+
+
+def test_checkpoints_are_only_read_weights_only_and_yaml_only_safely():
+    offenders = []
+    for path in _project_sources():
+        text = path.read_text()
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            if "weights_only=True" not in call:
+                offenders.append(f"{path.name}: {call}")
+        if re.search(r"yaml\.(load|unsafe_load|full_load)\(", text) or "yaml.Loader" in text:
+            offenders.append(f"{path.name}: unsafe YAML load")
+        if re.search(r"(?<![\w.])(eval|exec)\(", text) or "pickle.load" in text:
+            offenders.append(f"{path.name}: evaluates or unpickles input")
+    assert not offenders, offenders
+
+
+def test_a_checkpoint_with_code_in_it_is_refused(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    torch.save({"model": Payload()}, tmp_path / "checkpoint.pt")
+    from trainer.checkpoint import load_checkpoint
+
+    with pytest.raises(Exception):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "pwned").exists()
