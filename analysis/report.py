@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from sweeps.presets import optuna_distributions
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.data import DataError, load_data
@@ -95,15 +96,7 @@ def param_importances(run: Run) -> dict[str, float]:
     trials = trials.dropna(subset=[run.metric])
     if len(trials) < 3 or not run.search_keys:
         return {}
-    distributions = {}
-    for key, spec in run.meta["search"].items():
-        kind, args = next(iter(spec.items()))
-        if kind == "choice":
-            distributions[key] = optuna.distributions.CategoricalDistribution(args)
-        elif kind == "int":
-            distributions[key] = optuna.distributions.IntDistribution(*args)
-        else:
-            distributions[key] = optuna.distributions.FloatDistribution(*args, log=kind == "loguniform")
+    distributions = optuna_distributions(run.meta["search"])
     study = optuna.create_study(direction="maximize" if run.mode == "max" else "minimize")
     for _, row in trials.iterrows():
         params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}

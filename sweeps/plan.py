@@ -45,6 +45,9 @@ class SweepPlan:
     name: str
     overrides: list[str]
     created: float = 0.0
+    # The baselines benchmarks/sweep_efficiency.py compares against (not on the command line):
+    sampler: str = "tpe"  # tpe | random
+    early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
 
     @property
     def path(self) -> str:

@@ -59,6 +59,24 @@ class Param:
         return f"{self.kind}({self.args[0]:g}, {self.args[1]:g})"
 
 
+def optuna_distributions(search: dict[str, dict[str, list]]) -> dict:
+    """The search space ({key: {kind: args}}, as presets and resweep.json write it) as Optuna
+    distributions: the one definition the searcher, the exported study and the report share."""
+    import optuna
+
+    out = {}
+    for key, spec in search.items():
+        kind, args = next(iter(spec.items()))
+        if kind == "choice":
+            out[key] = optuna.distributions.CategoricalDistribution(args)
+        elif kind == "int":
+            out[key] = optuna.distributions.IntDistribution(int(args[0]), int(args[1]))
+        else:
+            out[key] = optuna.distributions.FloatDistribution(float(args[0]), float(args[1]),
+                                                              log=kind == "loguniform")
+    return out
+
+
 @dataclass
 class Preset:
     name: str

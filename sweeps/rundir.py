@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .presets import optuna_distributions
 from .storage import is_uri, join
 
 # Columns of the trials table besides the searched parameters.
@@ -198,7 +199,7 @@ def load_run(run_path: str) -> Run:
                 continue
             history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
                 "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
-                "test_loss", "images_per_s", "epoch_time_s") if k in r}})
+                "test_loss", "images_per_s", "epoch_time_s", "peak_rss_mb") if k in r}})
     columns = list(dict.fromkeys(TRIAL_COLUMNS[:4] + [metric] + TRIAL_COLUMNS[4:] + search_keys))
     trials = pd.DataFrame(rows, columns=columns).sort_values(["trial_index", "trial_id"], ignore_index=True)
     return Run(run_path, plan, trials, pd.DataFrame(history))
@@ -213,15 +214,7 @@ def export_study(plan, run: Run) -> str:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials, history = run.trials, run.history
     direction = "maximize" if plan.mode == "max" else "minimize"
-    distributions = {}
-    for key, p in plan.params().items():
-        if p.kind == "choice":
-            distributions[key] = optuna.distributions.CategoricalDistribution(p.args)
-        elif p.kind == "int":
-            distributions[key] = optuna.distributions.IntDistribution(p.args[0], p.args[1])
-        else:
-            distributions[key] = optuna.distributions.FloatDistribution(p.args[0], p.args[1],
-                                                                        log=p.kind == "loguniform")
+    distributions = optuna_distributions(plan.search)
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "optuna.db")
         study = optuna.create_study(storage=f"sqlite:///{db}", study_name=plan.name, direction=direction)

@@ -8,6 +8,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from trainer.checkpoint import atomic_write_bytes
+
 
 def is_uri(path: str) -> bool:
     return "://" in str(path)
@@ -44,18 +46,7 @@ def write_text(path: str, text: str) -> None:
         with fs.open_output_stream(inner) as f:
             f.write(text.encode())
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
 def exists(path: str) -> bool:

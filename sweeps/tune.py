@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune import Callback, Checkpoint, CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -30,6 +31,7 @@ from trainer.loop import TrialHalted, train
 
 from .errors import SweepError
 from .plan import SweepPlan
+from .presets import optuna_distributions
 from .rundir import export_study, load_run
 from .storage import check_writable, exists, is_uri, join
 
@@ -52,6 +54,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
 
     def report(metrics: dict, save) -> None:
         metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
+        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with tempfile.TemporaryDirectory() as folder:
             save(Path(folder))
             tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
@@ -162,24 +165,21 @@ def make_trainable(plan: SweepPlan):
 def make_searcher(plan: SweepPlan, concurrency: int):
     import optuna
 
-    distributions = {}
-    for key, p in plan.params().items():
-        if p.kind == "choice":
-            distributions[key] = optuna.distributions.CategoricalDistribution(p.args)
-        elif p.kind == "int":
-            distributions[key] = optuna.distributions.IntDistribution(p.args[0], p.args[1])
-        else:
-            distributions[key] = optuna.distributions.FloatDistribution(p.args[0], p.args[1],
-                                                                        log=p.kind == "loguniform")
+    distributions = optuna_distributions(plan.search)
     startup = min(10, max(2, plan.trials // 4))
-    sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
+    if plan.sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=plan.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
     searcher = OptunaSearch(space=distributions, metric=plan.metric, mode=plan.mode, sampler=sampler,
                             points_to_evaluate=[dict(plan.initial)] if plan.initial else None)
     return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
 
 
-def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, resume: bool = False) -> dict:
-    """Run (or resume) the sweep of `plan`; returns its summary."""
+def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, resume: bool = False,
+              reuse_actors: bool = True) -> dict:
+    """Run (or resume) the sweep of `plan`; returns its summary. Trial actors are reused
+    (a new trial skips the process start and the dataset load) unless `reuse_actors` is off."""
     problem = check_writable(plan.storage)
     if problem:
         raise SweepError(f"results folder: {problem}")
@@ -202,12 +202,13 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
         else:
             plan.save()
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.max_epochs,
-                                      grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
+                                      grace_period=plan.grace_period, reduction_factor=plan.reduction_factor) \
+                if plan.early_stopping else FIFOScheduler()
             tuner = Tuner(
                 trainable,
                 tune_config=TuneConfig(metric=plan.metric, mode=plan.mode, search_alg=make_searcher(plan, concurrency),
                                        scheduler=scheduler, num_samples=plan.trials,
-                                       max_concurrent_trials=concurrency, reuse_actors=True,
+                                       max_concurrent_trials=concurrency, reuse_actors=reuse_actors,
                                        trial_dirname_creator=trial_dirname),
                 run_config=RunConfig(
                     name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress],
