@@ -19,6 +19,7 @@ quickstart: install
 	$(BIN)/analysis report runs/$(RUN_NAME)
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-fast: install

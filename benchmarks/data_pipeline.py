@@ -36,7 +36,8 @@ def write_jpegs(root: Path, count: int, size: tuple[int, int], classes: int = 5)
         folder = root / f"class{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
         ys, xs = np.mgrid[0:size[1], 0:size[0]]
-        picture = (rng.integers(0, 255, 3) * 0.5 + 80 * np.sin(xs / 17.0 + i)[..., None] + 40 * (ys / size[1])[..., None])
+        waves = 80 * np.sin(xs / 17.0 + i)[..., None] + 40 * (ys / size[1])[..., None]
+        picture = rng.integers(0, 255, 3) * 0.5 + waves
         Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
 
 
@@ -90,7 +91,8 @@ def main() -> None:
             rows.append(measure(name, config, device, args.workers))
     label = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"data path throughput on {label}, torch {torch.__version__}, PIL workers {args.workers}")
-    print(f"{'workload':<24}{'train images':>13}{'cache build s':>15}{'fast img/s':>12}{'pil img/s':>11}{'fast/pil':>10}")
+    print(f"{'workload':<24}{'train images':>13}{'cache build s':>15}{'fast img/s':>12}{'pil img/s':>11}"
+          f"{'fast/pil':>10}")
     for r in rows:
         print(f"{r['workload']:<24}{r['images']:>13}{r['cache_build_s']:>15.1f}{r['fast_img_s']:>12.0f}"
               f"{r['pil_img_s']:>11.0f}{r['fast_img_s'] / r['pil_img_s']:>10.2f}")

@@ -105,7 +105,7 @@ def train(
     data_dir: DataDirOption = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the checkpoint, config and metrics.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (file or folder).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="End stdout with one JSON line of the final metrics.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="End stdout with a JSON line of the final metrics.")] = False,
 ) -> None:
     """Train one model without Ray, here, printing a row per epoch."""
     import yaml
@@ -150,10 +150,13 @@ def run(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: $RAY_ADDRESS).")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Number of trials (preset's by default).")] = None,
     max_epochs: Annotated[Optional[int], typer.Option(help="Epochs a trial trains at most.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Trials running at once (default: as resources allow).")] = None,
-    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial; fractions share a GPU; 0 = CPU.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(
+        help="Trials running at once (default: as resources allow).")] = None,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(
+        help="GPUs per trial; fractions share a GPU; 0 = CPU.")] = None,
     cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per trial.")] = None,
-    storage: Annotated[Optional[str], typer.Option(help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run name (default: PRESET-DATE-TIME).")] = None,
     overrides: SetOption = None,
     data_dir: DataDirOption = None,

@@ -161,7 +161,8 @@ class SweepPlan:
         if not self.search:
             lines.append("    (none: every trial trains the same config)")
         if self.gpu > 0:
-            lines.append(f"  GPU-hours       about {gpu_hours:.2f} at most ({epochs_at_most} epochs x ~{epoch_s:.2g} s x "
+            lines.append(f"  GPU-hours       about {gpu_hours:.2f} at most ({epochs_at_most} epochs x "
+                         f"~{epoch_s:.2g} s x "
                          f"{self.gpu:g} GPU, at an assumed {ASSUMED_FLOPS / 1e12:.0f} TFLOP/s; ASHA stops most "
                          f"trials well before that)")
         else:

@@ -22,7 +22,8 @@ from .presets import optuna_distributions
 from .storage import is_uri, join
 
 # Columns of the trials table besides the searched parameters.
-TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "failure", "diverged", "retries", "best_epoch",
+TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "failure", "diverged", "retries",
+                 "best_epoch",
                  "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node", "checkpoint",
                  "error"]
 

@@ -144,7 +144,8 @@ def trained(region, tmp_path):
 def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
     # a quadrant is a quarter of the image: a map that ignored the signal would put ~0.25 there
     accuracy, top_left, bottom_right = trained("top_left", tmp_path)
-    print(f"signal top-left: accuracy {accuracy:.2f}, CAM mass top-left {top_left:.2f}, bottom-right {bottom_right:.2f}")
+    print(f"signal top-left: accuracy {accuracy:.2f}, CAM mass top-left {top_left:.2f}, "
+          f"bottom-right {bottom_right:.2f}")
     assert accuracy > 0.9
     assert top_left > 0.45 and top_left > 3 * bottom_right
     accuracy, top_left, bottom_right = trained("bottom_right", tmp_path)

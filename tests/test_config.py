@@ -30,7 +30,8 @@ def test_bad_values_are_refused_with_the_key(values, fragment):
 
 
 def test_overrides_are_typed_data_never_code():
-    config = apply_overrides(TrainConfig(), ["lr=1e-3", "epochs=3", "model=resnet50", "pretrained=true", "optimizer=adam"])
+    items = ["lr=1e-3", "epochs=3", "model=resnet50", "pretrained=true", "optimizer=adam"]
+    config = apply_overrides(TrainConfig(), items)
     assert (config.lr, config.epochs, config.pretrained, config.optimizer) == (1e-3, 3, True, "adam")
     # a YAML tag or Python expression stays a string and fails the type check
     with pytest.raises(ConfigError, match="must be a number"):

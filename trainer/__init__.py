@@ -5,5 +5,6 @@ from .data import DataError, load_data
 from .models import TrainerError
 from .loop import DivergedError, OutOfMemory, TrialHalted, evaluate, load_model, train
 
-__all__ = ["TrainConfig", "ConfigError", "DataError", "TrainerError", "DivergedError", "OutOfMemory", "TrialHalted", "from_dict",
+__all__ = ["TrainConfig", "ConfigError", "DataError", "TrainerError", "DivergedError", "OutOfMemory", "TrialHalted",
+           "from_dict",
            "apply_overrides", "load_data", "train", "evaluate", "load_model"]

@@ -117,7 +117,8 @@ def load_digits(config: TrainConfig) -> DataBundle:
                       Split(bundle_images[test], labels[test]), [str(d) for d in range(10)], mean, std)
 
 
-def synthetic_images(n: int, size: int, classes: int, region: str, seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic_images(n: int, size: int, classes: int, region: str,
+                     seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise images with a class-coloured square: the class signal lives only in `region`.
 
     The square (a quarter of the side) is placed in the image centre, the top-left or
