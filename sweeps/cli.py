@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -205,6 +204,7 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
 
 
 def _finish(result: dict) -> None:
+    """Print the outcome; a sweep in which no trial finished exits 1."""
     best = result.get("best")
     typer.echo("")
     typer.echo(f"trials: {result['counts']}")
@@ -214,8 +214,9 @@ def _finish(result: dict) -> None:
         typer.echo("config: " + json.dumps(best["params"], sort_keys=True))
     typer.echo(f"run: {result['path']}")
     typer.echo(f"next: analysis report {result['path']}")
-    if result.get("errored"):
-        sys.stdout.flush()
+    if not result["counts"].get("TERMINATED"):
+        typer.echo(f"error: no trial finished; `sweep status {result['path']}` shows each one's error", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

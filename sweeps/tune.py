@@ -192,6 +192,10 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
     if not resume and exists(join(plan.path, "resweep.json")):
         raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
                          f"or pass another --name")
+    if local:
+        # Here the trials read the data this process can see: load it once now, so that missing
+        # data is one clear error before any trial starts (and the cache is built for them).
+        load_data(plan.base_config)
     started = connect(address, force_local)
     try:
         concurrency = concurrency_for(plan, local)

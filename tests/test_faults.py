@@ -168,3 +168,21 @@ def test_a_checkpoint_with_code_in_it_is_refused(tmp_path):
     with pytest.raises(Exception):
         load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_data_stops_a_local_sweep_before_any_trial(tmp_path):
+    where = tmp_path / "empty"
+    result = CliRunner().invoke(app, ["run", "quickstart", "--local", "--storage", str(tmp_path / "runs"),
+                                      "--set", "dataset=flowers5", "--data-dir", str(where)])
+    assert result.exit_code == 2 and f"error: flowers5: no data at {where}" in result.output
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "runs").glob("*/trial_*")), "no trial was started"
+
+
+@pytest.mark.slow
+def test_a_sweep_in_which_no_trial_finishes_exits_1(tmp_path):
+    path = preset(tmp_path, trials=1, epochs=1, search_extra="  image_size: {choice: [4]}",
+                  initial_extra="image_size: 4,")
+    result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "bad"])
+    assert result.exit_code == 1, result.output
+    assert "no trial finished" in result.output and "sweep status" in result.output
