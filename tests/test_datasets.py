@@ -44,8 +44,9 @@ def test_flowers102_official_splits_labels_and_classes(tmp_path, no_md5):
 
 
 def test_flowers5_layout_from_the_folder_or_its_parent(tmp_path):
-    fakedata.class_folders(tmp_path / "flowers", ["daisy", "dandelion", "rose", "sunflower", "tulip"], per_class=10)
-    for data_dir in (tmp_path, tmp_path / "flowers"):
+    root = tmp_path / "my data ü #1"  # spaces and unusual characters in the path
+    fakedata.class_folders(root / "flowers", ["daisy", "dandelion", "rose", "sunflower", "tulip"], per_class=10)
+    for data_dir in (root, root / "flowers"):
         data = load_data(config(data_dir, dataset="flowers5"))
         assert data.classes == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
         assert (len(data.train), len(data.val), len(data.test)) == (40, 5, 5)  # 10% test, then 90/10
@@ -122,9 +123,15 @@ def _load_in_child(data_dir, queue):
     from trainer.config import from_dict as make
     from trainer.data import load_data as load
 
+    builds = []
+    handler = logging.Handler()
+    handler.emit = lambda record: builds.append(record.getMessage())
+    logger = logging.getLogger("resweep.data")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     data = load(make(dict(data_dir=data_dir, download=False, image_size=32, augment="imagenet",
                           dataset="imagefolder")))
-    queue.put(len(data.train))
+    queue.put((len(data.train), sum("building the data cache" in b for b in builds)))
 
 
 def test_the_cache_is_built_once_when_two_processes_ask_together(tmp_path):
@@ -137,7 +144,9 @@ def test_the_cache_is_built_once_when_two_processes_ask_together(tmp_path):
     for child in children:
         child.join(120)
         assert child.exitcode == 0
-    assert queue.get() == queue.get()
+    (size_a, built_a), (size_b, built_b) = queue.get(), queue.get()
+    assert size_a == size_b
+    assert built_a + built_b == 3, "train, val and test each built once, by one of the two processes"
     cache_files = sorted((tmp_path / ".resweep-cache").glob("*.pt"))
     assert [f.name.split("-")[1] for f in cache_files].count("train") == 1
     stamps = {f: f.stat().st_mtime_ns for f in cache_files}

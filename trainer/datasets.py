@@ -67,6 +67,7 @@ def cached(path: Path, build: Callable[[], tuple[torch.Tensor, torch.Tensor, lis
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if not path.exists():
+            log.info(f"building the data cache {path.name}")
             images, labels, files = build()
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             os.close(fd)
