@@ -100,7 +100,7 @@ class TrainConfig:
     batch_size: int = 64  # training batch size
     seed: int = 0  # seeds weights, data order and augmentation
     device: str = "auto"  # auto: cuda when present
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast on GPUs with bf16 (Ampere on), else fp32
     channels_last: bool = True  # NHWC memory format on CUDA (ignored on CPU)
     eval_test: bool = True  # evaluate the final model on the test split
 

@@ -63,7 +63,8 @@ def resolve_device(config: TrainConfig) -> torch.device:
 
 
 def autocast_for(config: TrainConfig, device: torch.device):
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda"
+                                              and torch.cuda.is_bf16_supported())  # pre-Ampere GPUs: fp32
     if use_bf16:
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
