@@ -136,16 +136,23 @@ def connect(address: str | None, force_local: bool) -> bool:
     return True
 
 
+def check_local_resources(plan: SweepPlan) -> None:
+    """A local sweep whose trials ask for more than this machine has would wait forever: refuse it."""
+    gpus, cpus = torch.cuda.device_count(), os.cpu_count() or 1
+    if plan.gpu > 0 and gpus == 0:
+        raise SweepError(f"{plan.preset} asks for {plan.gpu:g} GPU per trial and this machine has none; "
+                         f"pass --gpus-per-trial 0 to train on the CPU, or join a GPU cluster with --address")
+    if plan.gpu > gpus:
+        raise SweepError(f"{plan.preset} asks for {plan.gpu:g} GPUs per trial and this machine has {gpus}; "
+                         f"pass --gpus-per-trial {gpus}")
+    if plan.cpu > cpus:
+        raise SweepError(f"{plan.preset} asks for {plan.cpu:g} CPUs per trial and this machine has {cpus}; "
+                         f"pass --cpus-per-trial {cpus}")
+
+
 def concurrency_for(plan: SweepPlan, local: bool) -> int:
     total = ray.cluster_resources()
     cpus, gpus = total.get("CPU", 0), total.get("GPU", 0)
-    if local:
-        if plan.gpu > 0 and gpus == 0:
-            raise SweepError(f"{plan.preset} asks for {plan.gpu:g} GPU per trial and this machine has none; "
-                             f"pass --gpus-per-trial 0 to train on the CPU, or join a GPU cluster with --address")
-        if plan.cpu > cpus:
-            raise SweepError(f"{plan.preset} asks for {plan.cpu:g} CPUs per trial and this machine has {cpus:g}; "
-                             f"pass --cpus-per-trial {max(1, int(cpus))}")
     if plan.concurrency:
         return plan.concurrency
     if not local:  # an autoscaling cluster grows to the trials' demand
@@ -193,6 +200,7 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
         raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
                          f"or pass another --name")
     if local:
+        check_local_resources(plan)
         # Here the trials read the data this process can see: load it once now, so that missing
         # data is one clear error before any trial starts (and the cache is built for them).
         load_data(plan.base_config)

@@ -186,3 +186,13 @@ def test_a_sweep_in_which_no_trial_finishes_exits_1(tmp_path):
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "bad"])
     assert result.exit_code == 1, result.output
     assert "no trial finished" in result.output and "sweep status" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_a_gpu_preset_on_a_machine_without_one_says_how_to_run_on_the_cpu(tmp_path):
+    result = CliRunner().invoke(app, ["run", "flowers-r50", "--local", "--storage", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert "asks for 1 GPU per trial and this machine has none; pass --gpus-per-trial 0" in result.output
+    too_many = CliRunner().invoke(app, ["run", "quickstart", "--local", "--storage", str(tmp_path / "runs"),
+                                        "--cpus-per-trial", "4096"])
+    assert too_many.exit_code == 2 and "asks for 4096 CPUs per trial" in too_many.output
