@@ -1,15 +1,13 @@
-"""The Ray Tune wiring: a thin trainable around `trainer.train`, Optuna TPE under a
-concurrency limit, ASHA, a checkpoint per epoch (the best and the latest kept), retries
-from the last checkpoint, resume. The only module of resweep that imports Ray."""
+"""The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`) with its
+resources, Optuna TPE under a concurrency limit, ASHA, a checkpoint per epoch (the best and
+the latest kept), retries from the last checkpoint, resume. With `sweeps.trial`, the only
+modules of resweep that import Ray."""
 
 from __future__ import annotations
 
 import logging
 import os
-import resource
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 # Tune warns on every forced experiment snapshot, which a checkpoint per epoch triggers by design.
@@ -19,61 +17,19 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import ray  # noqa: E402
 import torch  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune import Callback, Checkpoint, CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune import Callback, CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trainer.checkpoint import load_checkpoint
-from trainer.config import from_dict
-from trainer.data import DataBundle, data_key, load_data
-from trainer.loop import TrialHalted, train
+from trainer.data import load_data
 
 from .errors import SweepError
 from .plan import SweepPlan
 from .presets import optuna_distributions
 from .rundir import export_study, load_run
 from .storage import check_writable, exists, is_uri, join
-
-# Datasets loaded in this worker process, by the config values they depend on: a reused
-# trial actor trains its next trial on the same tensors without reloading them.
-_DATA: dict[tuple, DataBundle] = {}
-
-
-def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str) -> None:
-    """One Tune trial: train the preset's config with the sampled `params`, reporting every epoch."""
-    config = from_dict(params, base=from_dict(base))
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    key = data_key(config)
-    if key not in _DATA:
-        _DATA.clear()  # keep one dataset per process
-        _DATA[key] = load_data(config)
-
-    node_id = ray.get_runtime_context().get_node_id()
-
-    def report(metrics: dict, save) -> None:
-        metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
-        metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with tempfile.TemporaryDirectory() as folder:
-            save(Path(folder))
-            tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
-
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry after a crash, or a resumed sweep
-        with checkpoint.as_directory() as folder:
-            state = load_checkpoint(Path(folder))
-    try:
-        train(config, report=report, resume_from=state, data=_DATA[key])
-    except TrialHalted as err:
-        # recorded, not retried: the same configuration would diverge (or run out of memory) again
-        metrics = dict(err.metrics, failure=err.kind, error=str(err), node_id=node_id)
-        metrics[metric] = 1e12 if mode == "min" else metrics.get(metric, 0.0)
-        tune.report(metrics)
-    finally:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # a reused actor hands a clean GPU to its next trial
+from .trial import run_trial
 
 
 def trial_dirname(trial) -> str:

@@ -25,6 +25,16 @@ def test_importing_the_trainer_does_not_import_ray():
     assert out.stdout.strip() == "False"
 
 
+def test_a_trial_actor_imports_neither_optuna_nor_the_search_wiring():
+    """What a Ray trial actor imports is paid once per actor, on the sweep's critical path."""
+    import subprocess
+
+    code = ("import sweeps.trial, sys; "
+            "print(sorted(m for m in ('optuna', 'sweeps.tune', 'sweeps.rundir') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_every_epoch_reports_its_metrics_and_the_last_adds_the_test_split():
     metrics, rows = run(tiny(epochs=3, synthetic_classes=8))
     assert [r["epoch"] for r in rows] == [1, 2, 3]
