@@ -43,7 +43,7 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
                     "## Best model on the test split", "## Grad-CAM of the best model"):
         assert heading in text, heading
     assert "errored" in text and re.search(r"[1-9]\d* errored", text), "the errored trial is counted"
-    assert "gain over the seed's own configuration" in text
+    assert "gain over the preset's own configuration" in text
     images = linked_images(text)
     assert {"curves_top.png", "asha.png", "params.png", "confusion.png", "gradcam_top4.png",
             "gradcam_stages.png", "class_distribution.png"} <= set(images)
@@ -60,6 +60,22 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
     test_acc = float(re.search(r"accuracy \*\*([0-9.]+)\*\*", text).group(1))
     assert 0.5 < test_acc <= 1.0
     assert len(run.trials) == 4
+
+
+def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it():
+    from analysis.report import _gain_over_seed
+    from sweeps.rundir import Run
+
+    trials = pd.DataFrame([
+        {"trial_id": "seed", "trial_index": 1, "epochs": 2, "stopped_early": True, "val_acc": 0.59},
+        {"trial_id": "best", "trial_index": 5, "epochs": 8, "stopped_early": False, "val_acc": 0.98}])
+    history = pd.DataFrame([{"trial_id": "best", "epoch": e, "val_acc": v} for e, v in ((1, 0.5), (2, 0.8), (8, 0.98))])
+    run = Run("r", {"metric": "val_acc", "mode": "max", "train": {"epochs": 8}, "search": {}}, trials, history)
+    line = _gain_over_seed(run, trials.iloc[1], trials.iloc[0])
+    assert "after 2 epochs" in line and "**+0.2100** at equal epochs" in line  # 0.80 - 0.59, not 0.98 - 0.59
+    finished_seed = trials.iloc[0].copy()
+    finished_seed[["epochs", "stopped_early", "val_acc"]] = [8, False, 0.90]
+    assert "**+0.0800**" in _gain_over_seed(run, trials.iloc[1], finished_seed)
 
 
 @pytest.mark.slow
