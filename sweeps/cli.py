@@ -207,11 +207,14 @@ def _finish(result: dict) -> None:
     """Print the outcome; a sweep in which no trial finished exits 1."""
     best = result.get("best")
     typer.echo("")
-    typer.echo(f"trials: {result['counts']}")
+    outcome = result["outcome"]
+    typer.echo(f"trials: {sum(outcome.values())} - " + ", ".join(f"{n} {what}" for what, n in outcome.items()
+                                                               if n or what == "errored"))
     if best:
         typer.echo(f"best trial {best['trial_id']}: {result['metric']}={best['value']:.4f} "
                    f"after {best['epochs']} epochs")
         typer.echo("config: " + json.dumps(best["params"], sort_keys=True))
+        typer.echo(f"train it alone: {result['train_command']}")
     typer.echo(f"run: {result['path']}")
     typer.echo(f"next: analysis report {result['path']}")
     if not result["counts"].get("TERMINATED"):

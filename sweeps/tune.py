@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
+from pathlib import Path
 from typing import Any
 
 # Tune warns on every forced experiment snapshot, which a checkpoint per epoch triggers by design.
@@ -205,8 +207,24 @@ def summarize(plan: SweepPlan) -> dict:
         row = scored.sort_values(plan.metric, ascending=plan.mode == "min").iloc[0]
         best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),
                 "params": {k: _plain(row[k]) for k in plan.search}}
-    return {"path": plan.path, "metric": plan.metric, "counts": counts, "best": best,
-            "errored": counts.get("ERROR", 0)}
+    finished = trials[trials["status"] == "TERMINATED"] if not trials.empty else trials
+    halted = int((finished["failure"] != "").sum()) if not finished.empty else 0
+    early = int(finished["stopped_early"].sum()) if not finished.empty else 0
+    outcome = {"trained to the end": len(finished) - early - halted, "stopped early by ASHA": early,
+               "diverged or out of memory": halted, "errored": int(counts.get("ERROR", 0)),
+               "unfinished": len(trials) - len(finished) - int(counts.get("ERROR", 0))}
+    return {"path": plan.path, "metric": plan.metric, "counts": counts, "outcome": outcome, "best": best,
+            "errored": counts.get("ERROR", 0), "train_command": train_command(plan, best["params"]) if best else None}
+
+
+def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
+    """The `sweep train` command line that trains `params` alone, with the sweep's own overrides."""
+    from .presets import preset_dir
+
+    shipped = Path(plan.preset_path).parent.resolve() == preset_dir().resolve()
+    sets = [*plan.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())]
+    return shlex.join(["sweep", "train", plan.preset if shipped else plan.preset_path,
+                       *(part for item in sets for part in ("--set", item))])
 
 
 def _plain(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """Real sweeps on real Ray (local instances and a two-node cluster on this machine) with real Optuna."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
@@ -58,6 +60,17 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path):
     assert len(lines) == 9
     status = run_cli("status", str(path))
     assert "stopped_early" in status.output and status.output.count("TERMINATED") == 8
+    # the summary says what became of the trials, and how to train the best one alone
+    early = int(trials["stopped_early"].sum())
+    assert f"trials: 8 - {8 - early} trained to the end, {early} stopped early by ASHA, 0 errored" in result.output
+    command = shlex.split(result.output.split("train it alone: ")[1].splitlines()[0])
+    assert command[:2] == ["sweep", "train"]
+    alone = run_cli(*command[1:], "--out", str(tmp_path / "alone"))
+    assert "test: acc" in alone.output
+    config = yaml.safe_load((tmp_path / "alone" / "config.yaml").read_text())
+    best = trials.sort_values("val_acc", ascending=False).iloc[0]
+    for key in run.search_keys:
+        assert config[key] == (pytest.approx(best[key]) if isinstance(config[key], float) else best[key]), key
     # a second run under the same name would mix two sweeps: refused
     again = CliRunner().invoke(app, ["run", preset(tmp_path), "--local", "--storage", str(storage), "--name", "e2e"])
     assert again.exit_code == 2 and "already holds a sweep" in again.output
