@@ -178,7 +178,7 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
                 trainable,
                 tune_config=TuneConfig(metric=plan.metric, mode=plan.mode, search_alg=make_searcher(plan, concurrency),
                                        scheduler=scheduler, num_samples=plan.trials,
-                                       max_concurrent_trials=concurrency, reuse_actors=reuse_actors,
+                                       reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
                 run_config=RunConfig(
                     name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress],

@@ -1,6 +1,7 @@
 """Real sweeps on real Ray (local instances and a two-node cluster on this machine) with real Optuna."""
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -74,6 +75,15 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path):
     # a second run under the same name would mix two sweeps: refused
     again = CliRunner().invoke(app, ["run", preset(tmp_path), "--local", "--storage", str(storage), "--name", "e2e"])
     assert again.exit_code == 2 and "already holds a sweep" in again.output
+
+
+def test_concurrency_caps_the_trials_running_at_once_below_what_resources_allow(tmp_path):
+    # 2 CPUs at 0.5 per trial would fit 4 at once; --concurrency 1 must keep it to one
+    result = run_cli("run", preset(tmp_path, trials=3, epochs=1), "--local", "--storage", str(tmp_path / "runs"),
+                     "--concurrency", "1", "--cpus-per-trial", "0.5")
+    running = [int(n) for n in re.findall(r"\] (\d+) running", result.output)]
+    assert running and max(running) == 1, result.output
+    assert "1 at a time" in result.output
 
 
 def test_a_crashing_trial_is_retried_then_errored_and_the_sweep_finishes(crashed_run):
