@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -217,6 +218,10 @@ def _finish(result: dict) -> None:
         typer.echo(f"train it alone: {result['train_command']}")
     typer.echo(f"run: {result['path']}")
     typer.echo(f"next: analysis report {result['path']}")
+    if outcome["unfinished"] or outcome["not started"]:  # Ctrl-C: Tune saved its state and returned
+        typer.echo(f"interrupted: {outcome['unfinished'] + outcome['not started']} trials still to run; "
+                   f"continue with: sweep resume {shlex.quote(result['path'])}", err=True)
+        raise typer.Exit(130)
     if not result["counts"].get("TERMINATED"):
         typer.echo(f"error: no trial finished; `sweep status {result['path']}` shows each one's error", err=True)
         raise typer.Exit(1)

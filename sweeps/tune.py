@@ -34,6 +34,16 @@ from .storage import check_writable, exists, is_uri, join
 from .trial import run_trial
 
 
+class _HideTuneResumeHint(logging.Filter):
+    """Tune's own hint after Ctrl-C names `Tuner.restore(...)`; ours names `sweep resume`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+logging.getLogger("ray.tune.tune").addFilter(_HideTuneResumeHint())
+
+
 def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
@@ -212,7 +222,8 @@ def summarize(plan: SweepPlan) -> dict:
     early = int(finished["stopped_early"].sum()) if not finished.empty else 0
     outcome = {"trained to the end": len(finished) - early - halted, "stopped early by ASHA": early,
                "diverged or out of memory": halted, "errored": int(counts.get("ERROR", 0)),
-               "unfinished": len(trials) - len(finished) - int(counts.get("ERROR", 0))}
+               "unfinished": len(trials) - len(finished) - int(counts.get("ERROR", 0)),
+               "not started": max(0, plan.trials - len(trials))}
     return {"path": plan.path, "metric": plan.metric, "counts": counts, "outcome": outcome, "best": best,
             "errored": counts.get("ERROR", 0), "train_command": train_command(plan, best["params"]) if best else None}
 

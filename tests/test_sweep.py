@@ -130,6 +130,29 @@ def wait_for(predicate, timeout=240, interval=0.5):
     return False
 
 
+def test_ctrl_c_saves_the_sweep_says_how_to_resume_and_exits_130(tmp_path):
+    path = preset(tmp_path, trials=4, epochs=6)
+    run_path = tmp_path / "runs" / "stopped"
+    sweep_bin = str(Path(sys.executable).parent / "sweep")
+    driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
+                               "stopped"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
+    try:
+        assert wait_for(lambda: any(len(read_results(str(run_path / f"trial_{t}"))) >= 1
+                                    for t in experiment_state(str(run_path)))), "no trial reported"
+        driver.send_signal(signal.SIGINT)  # what Ctrl-C sends the driver
+        output = driver.communicate(timeout=120)[0].decode()
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, output[-3000:]
+    assert f"continue with: sweep resume {run_path}" in output and "Tuner.restore" not in output
+    assert re.search(r"trials: 4 - .*\d+ (unfinished|not started)", output)
+    resumed = run_cli("resume", str(run_path), "--local")
+    assert "interrupted" not in resumed.output
+    assert set(load_run(str(run_path)).trials["status"]) == {"TERMINATED"}
+
+
 def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tmp_path):
     path = preset(tmp_path, trials=4, epochs=6)
     # no early stopping here, so every trial owes all its epochs: the accounting is exact
