@@ -232,9 +232,10 @@ def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
     """The `sweep train` command line that trains `params` alone, with the sweep's own overrides."""
     from .presets import preset_dir
 
-    shipped = Path(plan.preset_path).parent.resolve() == preset_dir().resolve()
+    preset_file = Path(plan.preset_path).resolve()  # absolute: the command works from any folder
+    shipped = preset_file.parent == preset_dir().resolve()
     sets = [*plan.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())]
-    return shlex.join(["sweep", "train", plan.preset if shipped else plan.preset_path,
+    return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file),
                        *(part for item in sets for part in ("--set", item))])
 
 

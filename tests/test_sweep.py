@@ -28,9 +28,10 @@ def run_cli(*args):
     return result
 
 
-def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path):
+def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path, monkeypatch):
     storage = tmp_path / "my runs"  # a space in the path
-    result = run_cli("run", preset(tmp_path), "--local", "--storage", str(storage), "--name", "e2e")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("run", Path(preset(tmp_path)).name, "--local", "--storage", str(storage), "--name", "e2e")
     path = storage / "e2e"
     assert f"run: {path}" in result.output and "best trial" in result.output
     run = load_run(str(path))
@@ -66,6 +67,8 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path):
     assert f"trials: 8 - {8 - early} trained to the end, {early} stopped early by ASHA, 0 errored" in result.output
     command = shlex.split(result.output.split("train it alone: ")[1].splitlines()[0])
     assert command[:2] == ["sweep", "train"]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the preset was given relative to another folder
     alone = run_cli(*command[1:], "--out", str(tmp_path / "alone"))
     assert "test: acc" in alone.output
     config = yaml.safe_load((tmp_path / "alone" / "config.yaml").read_text())
