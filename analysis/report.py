@@ -109,10 +109,15 @@ def param_importances(run: Run) -> dict[str, float]:
         return {}
 
 
-def _gain_over_seed(run: Run, best: pd.Series, seed: pd.Series) -> str:
+def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
     """The best trial against the preset's own configuration (trial 1); when ASHA stopped the
-    seed early, at the epoch it reached, since a final value against an early one says little."""
+    seed early, at the epoch it reached, since a final value against an early one says little.
+    None where the preset has no configuration of its own (trial 1 is then a sampled one)."""
     metric = run.metric
+    seeds = run.trials[run.trials["trial_index"] == 1]
+    if not run.meta.get("initial") or seeds.empty or math.isnan(seeds.iloc[0][metric]):
+        return None
+    seed = seeds.iloc[0]
     head = f"- gain over the preset's own configuration (trial `{seed['trial_id']}`"
     if not seed["stopped_early"]:
         return f"{head}: {metric} = {seed[metric]:.4f}): **{best[metric] - seed[metric]:+.4f}**"
@@ -171,12 +176,12 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     add("- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
                                        for k, v in meta["search"].items()))
     best = best_trial(run)
-    seed_rows = trials[trials["trial_index"] == 1]
     if best is not None:
         add(f"- **best: trial `{best['trial_id']}`, {metric} = {best[metric]:.4f}** after {best['epochs']} epochs, "
             "with " + ", ".join(f"`{k}={_fmt(best[k])}`" for k in run.search_keys))
-        if meta.get("initial") and not seed_rows.empty and not math.isnan(seed_rows.iloc[0][metric]):
-            add(_gain_over_seed(run, best, seed_rows.iloc[0]))
+        gain = _gain_over_seed(run, best)
+        if gain:
+            add(gain)
     add("")
 
     # --- results table

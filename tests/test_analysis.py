@@ -70,12 +70,15 @@ def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it():
         {"trial_id": "seed", "trial_index": 1, "epochs": 2, "stopped_early": True, "val_acc": 0.59},
         {"trial_id": "best", "trial_index": 5, "epochs": 8, "stopped_early": False, "val_acc": 0.98}])
     history = pd.DataFrame([{"trial_id": "best", "epoch": e, "val_acc": v} for e, v in ((1, 0.5), (2, 0.8), (8, 0.98))])
-    run = Run("r", {"metric": "val_acc", "mode": "max", "train": {"epochs": 8}, "search": {}}, trials, history)
-    line = _gain_over_seed(run, trials.iloc[1], trials.iloc[0])
+    meta = {"metric": "val_acc", "mode": "max", "train": {"epochs": 8}, "search": {}, "initial": {"lr": 0.05}}
+    best = trials.iloc[1]
+    line = _gain_over_seed(Run("r", meta, trials, history), best)
     assert "after 2 epochs" in line and "**+0.2100** at equal epochs" in line  # 0.80 - 0.59, not 0.98 - 0.59
-    finished_seed = trials.iloc[0].copy()
-    finished_seed[["epochs", "stopped_early", "val_acc"]] = [8, False, 0.90]
-    assert "**+0.0800**" in _gain_over_seed(run, trials.iloc[1], finished_seed)
+    finished = trials.copy()
+    finished.loc[0, ["epochs", "stopped_early", "val_acc"]] = [8, False, 0.90]
+    assert "**+0.0800**" in _gain_over_seed(Run("r", meta, finished, history), best)
+    # without a configuration of its own, trial 1 is just a sampled one: no claim about a seed
+    assert _gain_over_seed(Run("r", dict(meta, initial={}), finished, history), best) is None
 
 
 @pytest.mark.slow
