@@ -20,6 +20,8 @@ def main() -> None:
 
 
 RunPath = Annotated[str, typer.Argument(help="Run folder (or s3:// / gs:// URI) that `sweep run` printed.")]
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    "--data-dir", help="Where the data set is on this machine, if not where the trials read it.")]
 
 
 @app.command()
@@ -45,15 +47,16 @@ def table(run_path: RunPath,
 @app.command()
 def report(run_path: RunPath,
            out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder of report.md and its images "
-                                                                          "(default RUN_PATH/report).")] = None,
+                                                                          "(default RUN_PATH/report, or "
+                                                                          "./reports/NAME for a URI).")] = None,
            top: Annotated[int, typer.Option(help="Trials in the table and the learning curves.")] = 5,
-           gradcam_samples: Annotated[int, typer.Option(help="Test images per Grad-CAM figure (0: none).")] = 4
-           ) -> None:
+           gradcam_samples: Annotated[int, typer.Option(help="Test images per Grad-CAM figure (0: none).")] = 4,
+           data_dir: DataDirOption = None) -> None:
     """Write the markdown report: summary, table, curves, hyperparameters, test results, Grad-CAM."""
     from .report import ReportError, write_report
 
     with user_errors((ReportError,)):
-        path = write_report(run_path, out, top=top, gradcam_samples=gradcam_samples)
+        path = write_report(run_path, out, top=top, gradcam_samples=gradcam_samples, data_dir=data_dir)
     typer.echo(f"report: {path}")
 
 
@@ -77,7 +80,8 @@ def curves(run_path: RunPath,
 def gradcam(run_path: RunPath,
             out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNG files.")],
             trial: Annotated[Optional[str], typer.Option(help="Trial id (default: the best).")] = None,
-            images: Annotated[int, typer.Option(help="Test images per figure.")] = 4) -> None:
+            images: Annotated[int, typer.Option(help="Test images per figure.")] = 4,
+            data_dir: DataDirOption = None) -> None:
     """Grad-CAM maps of a trial's best checkpoint on test images."""
     import torch
 
@@ -95,7 +99,7 @@ def gradcam(run_path: RunPath,
         if not row["checkpoint"]:
             raise ReportError(f"trial {row['trial_id']} kept no checkpoint")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        ev = evaluate_checkpoint(row["checkpoint"], device)
+        ev = evaluate_checkpoint(row["checkpoint"], device, data_dir)
         out.mkdir(parents=True, exist_ok=True)
         pictures = denormalise(ev.inputs, ev.mean, ev.std)
         _gradcam_section(ev, pictures, (ev.predictions != ev.labels).nonzero()[0], out, images)

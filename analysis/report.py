@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.presets import optuna_distributions
+from sweeps.storage import is_uri, local_folder, split_name
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.data import DataError, load_data
@@ -60,10 +61,15 @@ def best_trial(run: Run) -> pd.Series | None:
     return None if candidates.empty else candidates.iloc[0]
 
 
-def evaluate_checkpoint(checkpoint: str, device: torch.device) -> TestEvaluation:
-    state = load_checkpoint(Path(checkpoint), map_location="cpu")
+def evaluate_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | None = None) -> TestEvaluation:
+    """The checkpoint (a folder or a URI) on its run's test split; `data_dir` where the data
+    is somewhere else here than where the trial trained."""
+    with local_folder(checkpoint) as folder:
+        state = load_checkpoint(folder, map_location="cpu")
     model, config, _ = load_model(state, device="cpu")
     config.device = device.type
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
     data = load_data(config)
     loader = eval_loader(data.test, config, data, device)
     model = model.to(device)
@@ -130,12 +136,20 @@ def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
             f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - seed[metric]:+.4f}** at equal epochs")
 
 
-def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradcam_samples: int = 4) -> Path:
+def default_report_dir(run_path: str) -> Path:
+    """RUN/report for a run folder; ./reports/NAME for a run behind a URI."""
+    if is_uri(run_path):
+        return Path("reports") / split_name(run_path)[1]
+    return Path(run_path) / "report"
+
+
+def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradcam_samples: int = 4,
+                 data_dir: Path | None = None) -> Path:
     run = load_run(run_path)
     if run.trials.empty:
         raise ReportError(f"{run_path}: no trial has reported yet; wait for the first epoch, or check "
                           f"`sweep status {run_path}`")
-    out = Path(out_dir) if out_dir else Path(run.path) / "report"
+    out = Path(out_dir) if out_dir else default_report_dir(run.path)
     out.mkdir(parents=True, exist_ok=True)
     meta, trials, history, metric = run.meta, run.trials, run.history, run.metric
     lines: list[str] = []
@@ -170,7 +184,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
         f"{int(trials['retries'].sum())} retries")
     add(f"- epochs trained: {epochs_used} of {epochs_full} without early stopping "
         f"({epochs_used / max(epochs_full, 1):.0%})")
-    label = "GPU-hours" if gpu > 0 else "CPU-hours (wall time per trial, summed)"
+    label = "GPU-hours" if gpu > 0 else "CPU-hours (epoch times of every trial, summed)"
     scale = gpu if gpu > 0 else 1
     add(f"- {label}: {hours_used * scale:.3g} used, about {hours_full * scale:.3g} without early stopping")
     add("- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
@@ -235,8 +249,8 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
         add("")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
-            evaluation = evaluate_checkpoint(best["checkpoint"], device)
-        except (DataError, TrainerError, ConfigError, FileNotFoundError) as err:
+            evaluation = evaluate_checkpoint(best["checkpoint"], device, data_dir)
+        except (DataError, TrainerError, ConfigError, OSError) as err:
             add(f"The test split could not be evaluated here: {str(err).splitlines()[0]}")
             evaluation = None
         if evaluation is not None and len(evaluation.labels):

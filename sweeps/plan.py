@@ -13,7 +13,7 @@ from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
 
 from .errors import SweepError
 from .presets import Param, Preset, PresetError
-from .storage import absolute, exists, join, read_text, write_text
+from .storage import absolute, exists, join, read_text, split_name, write_text
 
 PLAN_FILE = "resweep.json"
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
@@ -115,8 +115,8 @@ class SweepPlan:
         except (ValueError, TypeError) as err:
             raise SweepError(f"{plan_file}: unreadable ({err}); it was written by another version?") from None
         # the folder may have moved since: trust where it is now
-        if plan.path.rstrip("/") != run_path.rstrip("/"):
-            plan.storage, plan.name = run_path.rstrip("/").rsplit("/", 1)
+        if plan.path != run_path:
+            plan.storage, plan.name = split_name(run_path)
         return plan
 
     def trial_gflops(self) -> float:
