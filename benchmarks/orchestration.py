@@ -22,6 +22,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sweeps.cluster import find_cluster  # noqa: E402
 from sweeps.plan import SweepPlan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402
 from sweeps.rundir import load_run  # noqa: E402
@@ -43,11 +44,11 @@ def timed(folder: str, trials: int, reuse: bool) -> dict:
     plan = SweepPlan.make(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
                           cpus=None, storage=folder, name=f"reuse-{reuse}-{trials}", seed=0)
     start = time.perf_counter()
-    connect(None, force_local=True)  # Ray's own start, once per sweep, timed apart
+    connect(find_cluster(local=True))  # Ray's own start, once per sweep, timed apart
     ray_start = time.perf_counter() - start
     try:
         start = time.perf_counter()
-        run_sweep(plan, address=None, force_local=True, reuse_actors=reuse)
+        run_sweep(plan, local=True, reuse_actors=reuse)
         wall = time.perf_counter() - start
     finally:
         ray.shutdown()

@@ -35,7 +35,7 @@ def sweep(name: str, storage: str, samples: int, tpe_asha: bool, seed: int) -> d
     if not tpe_asha:
         plan.sampler, plan.early_stopping = "random", False
     start = time.perf_counter()
-    run_sweep(plan, address=None, force_local=True)
+    run_sweep(plan, local=True)
     wall = time.perf_counter() - start
     run = load_run(plan.path)
     trials = run.trials

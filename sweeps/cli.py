@@ -40,6 +40,11 @@ def show_warnings() -> None:
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a training key, KEY=VALUE (repeatable); see `sweep keys`.")]
+LocalOption = Annotated[bool, typer.Option(
+    "--local", help="Start Ray on this machine alone, even where a cluster runs.")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    help="Ray cluster HOST:PORT (default: $RAY_ADDRESS, else the cluster `ray start` began on this node, else a "
+         "local Ray).")]
 DataDirOption = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Data root (else $RESWEEP_DATA, else ~/.cache/resweep/data).")]
 
@@ -146,8 +151,8 @@ def train(
 @app.command()
 def run(
     preset: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
-    local: Annotated[bool, typer.Option("--local", help="Start a local Ray instance even if a cluster runs.")] = False,
-    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: $RAY_ADDRESS).")] = None,
+    local: LocalOption = False,
+    address: AddressOption = None,
     samples: Annotated[Optional[int], typer.Option(help="Number of trials (preset's by default).")] = None,
     max_epochs: Annotated[Optional[int], typer.Option(help="Epochs a trial trains at most.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(
@@ -183,15 +188,14 @@ def run(
             return
         from .tune import run_sweep
 
-        result = run_sweep(plan, address=None if local else (address or os.environ.get("RAY_ADDRESS")),
-                           force_local=local)
+        result = run_sweep(plan, address=address, local=local)
     _finish(result)
 
 
 @app.command()
 def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI) of an interrupted sweep.")],
-           local: Annotated[bool, typer.Option("--local", help="Start a local Ray instance.")] = False,
-           address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None) -> None:
+           local: LocalOption = False,
+           address: AddressOption = None) -> None:
     """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint."""
     from .plan import SweepPlan
 
@@ -199,8 +203,7 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
         plan = SweepPlan.load(run_path)
         from .tune import run_sweep
 
-        result = run_sweep(plan, address=None if local else (address or os.environ.get("RAY_ADDRESS")),
-                           force_local=local, resume=True)
+        result = run_sweep(plan, address=address, local=local, resume=True)
     _finish(result)
 
 
@@ -216,12 +219,16 @@ def _finish(result: dict) -> None:
                    f"after {best['epochs']} epochs")
         typer.echo("config: " + json.dumps(best["params"], sort_keys=True))
         typer.echo(f"train it alone: {result['train_command']}")
+    path = shlex.quote(result["path"])
     typer.echo(f"run: {result['path']}")
-    typer.echo(f"next: analysis report {result['path']}")
-    if outcome["unfinished"] or outcome["not started"]:  # Ctrl-C: Tune saved its state and returned
+    typer.echo(f"next: analysis report {path}")
+    if result["interrupted"]:  # Ctrl-C: Tune saved its state and returned
         typer.echo(f"interrupted: {outcome['unfinished'] + outcome['not started']} trials still to run; "
-                   f"continue with: sweep resume {shlex.quote(result['path'])}", err=True)
+                   f"continue with: sweep resume {path}", err=True)
         raise typer.Exit(130)
+    if outcome["not started"]:
+        typer.echo(f"note: the sweep ended with {sum(outcome.values()) - outcome['not started']} of its "
+                   f"{sum(outcome.values())} planned trials", err=True)
     if not result["counts"].get("TERMINATED"):
         typer.echo(f"error: no trial finished; `sweep status {result['path']}` shows each one's error", err=True)
         raise typer.Exit(1)

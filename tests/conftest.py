@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Every Ray node the tests start listens on 127.0.0.1, not this machine's network address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Ray's temp folder of the tests' own: a sweep without --local never joins a cluster that other
+# work on this machine started, and the clusters the tests start are noted here alone.
+if "RAY_TMPDIR" not in os.environ:
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rsw-", dir="/tmp")  # short: Ray's socket paths
+    atexit.register(shutil.rmtree, os.environ["RAY_TMPDIR"], True)
 
 
 @pytest.fixture(autouse=True)
