@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .layout import CHECKPOINT_KEY, TRIAL_PREFIX
 from .presets import optuna_distributions
-from .storage import is_uri, join
+from .storage import absolute, join, list_folder, read_text_or_none, write_bytes
 
 # Columns of the trials table besides the searched parameters.
 TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "failure", "diverged", "retries",
@@ -32,36 +33,10 @@ class RunFolderError(RuntimeError):
     """A path is not a readable run folder; one line."""
 
 
-def _fs(path: str):
-    import pyarrow.fs
-
-    if is_uri(path):
-        return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), os.path.abspath(path)
-
-
-def _list(path: str) -> list[tuple[str, bool]]:
-    """(name, is_dir) of the entries of a folder."""
-    import pyarrow.fs
-
-    fs, inner = _fs(path)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
-    return [(i.base_name, i.type == pyarrow.fs.FileType.Directory) for i in infos]
-
-
-def _read(path: str) -> str | None:
-    fs, inner = _fs(path)
-    try:
-        with fs.open_input_stream(inner) as f:
-            return f.read().decode(errors="replace")
-    except (FileNotFoundError, OSError):
-        return None
-
-
 def read_plan(run_path: str) -> dict[str, Any]:
-    text = _read(join(run_path, "resweep.json"))
+    text = read_text_or_none(join(run_path, "resweep.json"))
     if text is None:
-        if not _list(run_path):
+        if not list_folder(run_path):
             raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
         raise RunFolderError(f"{run_path}: not a sweep run folder (no resweep.json); give the folder that "
                              f"`sweep run` printed")
@@ -73,9 +48,9 @@ def read_plan(run_path: str) -> dict[str, Any]:
 
 def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, retries, config} from Tune's newest experiment state (empty if none)."""
-    names = sorted(n for n, is_dir in _list(run_path) if n.startswith("experiment_state-") and n.endswith(".json"))
+    names = sorted(n for n, _ in list_folder(run_path) if n.startswith("experiment_state-") and n.endswith(".json"))
     for name in reversed(names):
-        text = _read(join(run_path, name))
+        text = read_text_or_none(join(run_path, name))
         try:
             data = json.loads(text or "")
         except ValueError:
@@ -89,6 +64,7 @@ def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
                 continue
             tag = str(meta.get("experiment_tag", ""))
             states[meta["trial_id"]] = {"status": meta.get("status", "UNKNOWN"),
+                                        "folder": meta.get("relative_logdir") or f"{TRIAL_PREFIX}{meta['trial_id']}",
                                         "index": int(tag.split("_", 1)[0]) if tag[:1].isdigit() else 0,
                                         "retries": int(run_meta.get("num_failures", 0) or 0),
                                         "config": meta.get("config", {})}
@@ -96,17 +72,41 @@ def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
     return {}
 
 
-def read_results(trial_path: str) -> list[dict[str, Any]]:
-    """The per-epoch results of a trial; a retried epoch counts once (its last report)."""
-    text = _read(join(trial_path, "result.json")) or ""
-    by_epoch: dict[int, dict] = {}
+def read_results(trial_path: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
+    """The per-epoch results of a trial, by epoch, then its failure report if it ended with one.
+
+    An epoch reported twice counts once: a trial that restarts (a retry, a resumed sweep)
+    first reports again the epochs its checkpoint holds (`replayed`), which never replace a
+    first report; an epoch trained again replaces the earlier one. `keep_repeats`: every
+    line as written."""
+    return parse_results(read_text_or_none(join(trial_path, "result.json")) or "", keep_repeats)
+
+
+def parse_results(text: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
+    """`read_results` of a result.json's text."""
+    rows = []
     for line in text.splitlines():
         try:
-            row = json.loads(line)
+            rows.append(json.loads(line))
         except ValueError:
             continue  # a line still being written
-        by_epoch[int(row.get("training_iteration", len(by_epoch) + 1))] = row
-    return [by_epoch[k] for k in sorted(by_epoch)]
+    if keep_repeats:
+        return rows
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        if row.get("failure"):
+            continue
+        epoch = int(row.get("epoch", row.get("training_iteration", i + 1)))
+        if epoch not in by_epoch or not row.get("replayed") or by_epoch[epoch].get("replayed"):
+            by_epoch[epoch] = row
+    ending = [rows[-1]] if rows and rows[-1].get("failure") else []
+    return [by_epoch[k] for k in sorted(by_epoch)] + ending
+
+
+def _checkpoint_of(row: dict[str, Any]) -> str | None:
+    """The checkpoint folder of a result row (`checkpoint_dir_name`: runs from before trials
+    kept their own checkpoints)."""
+    return row.get(CHECKPOINT_KEY) or row.get("checkpoint_dir_name")
 
 
 def _finite(value: Any) -> float:
@@ -143,43 +143,43 @@ class Run:
 
 def load_run(run_path: str) -> Run:
     """The plan, trials table and per-epoch history of a run folder."""
-    run_path = run_path if is_uri(run_path) else os.path.abspath(os.path.expanduser(run_path))
+    run_path = absolute(run_path)
     plan = read_plan(run_path)
     metric, mode, max_epochs = plan["metric"], plan["mode"], int(plan["train"]["epochs"])
     search_keys = list(plan["search"])
     states = experiment_state(run_path)
-    trial_dirs = {n[len("trial_"):]: join(run_path, n) for n, is_dir in _list(run_path)
-                  if is_dir and n.startswith("trial_")}
+    trial_dirs = {n: join(run_path, n) for n, is_dir in list_folder(run_path) if is_dir and n.startswith(TRIAL_PREFIX)}
     rows, history = [], []
     # A folder Tune's state does not list belongs to a trial that started after the last state
     # snapshot of a driver that then died; the resumed sweep replaced it, so it is left out.
-    trial_ids = set(states) if states else set(trial_dirs)
-    for trial_id in sorted(trial_ids):
-        path = trial_dirs.get(trial_id)
+    if not states:  # no state copied yet: a trial per folder
+        states = {n[len(TRIAL_PREFIX):]: {"folder": n} for n in trial_dirs}
+    for trial_id in sorted(states):
+        path = trial_dirs.get(states[trial_id]["folder"])
         results = read_results(path) if path else []
         state = states.get(trial_id, {})
-        params = state.get("config") or json.loads(_read(join(path, "params.json")) or "{}") if path else \
+        params = state.get("config") or json.loads(read_text_or_none(join(path, "params.json")) or "{}") if path else \
             state.get("config", {})
         status = state.get("status")
         last = results[-1] if results else {}
         if status is None:  # no experiment state yet: infer from the files
-            status = "ERROR" if path and _read(join(path, "error.txt")) else \
+            status = "ERROR" if path and read_text_or_none(join(path, "error.txt")) else \
                 ("TERMINATED" if last.get("done") else ("RUNNING" if results else "PENDING"))
         failure = str(last.get("failure") or "")  # diverged / out of memory: halted, not retried
-        epochs = int(last.get("training_iteration", 0)) - bool(failure)  # the failure's report is no epoch
-        epochs = max(epochs, 0)
-        values = [(_finite(r.get(metric)), r) for r in results if not r.get("failure")]
+        epoch_rows = [r for r in results if not r.get("failure")]
+        epochs = int(epoch_rows[-1].get("epoch", len(epoch_rows))) if epoch_rows else 0
+        values = [(_finite(r.get(metric)), r) for r in epoch_rows]
         values = [(v, r) for v, r in values if not math.isnan(v)]
         best_value, best_row = (math.nan, {})
         if values:
             best_value, best_row = (max if mode == "max" else min)(values, key=lambda vr: vr[0])
-        kept = {n for n, is_dir in _list(path) if is_dir and n.startswith("checkpoint_")} if path else set()
-        ranked = sorted(((v, r) for v, r in values if r.get("checkpoint_dir_name") in kept),
-                        key=lambda vr: vr[0], reverse=mode == "max")
-        checkpoint = join(path, ranked[0][1]["checkpoint_dir_name"]) if ranked else ""
+        kept = {n for n, is_dir in list_folder(path) if is_dir and n.startswith("checkpoint_")} if path else set()
+        ranked = sorted(((v, r) for v, r in values if _checkpoint_of(r) in kept), key=lambda vr: vr[0],
+                        reverse=mode == "max")
+        checkpoint = join(path, _checkpoint_of(ranked[0][1])) if ranked else ""
         error = ""
         if status == "ERROR" and path:
-            error_text = (_read(join(path, "error.txt")) or "").strip().splitlines()
+            error_text = (read_text_or_none(join(path, "error.txt")) or "").strip().splitlines()
             error = error_text[-1][:200] if error_text else "error"
         if failure:
             error = str(last.get("error", failure))[:200]
@@ -187,17 +187,16 @@ def load_run(run_path: str) -> Run:
             "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs": epochs,
             "stopped_early": bool(status == "TERMINATED" and not failure and epochs < max_epochs),
             "failure": failure, "diverged": int(failure == "diverged"), "retries": state.get("retries", 0),
-            metric: best_value, "best_epoch": int(best_row.get("training_iteration", 0)),
+            metric: best_value, "best_epoch": int(best_row.get("epoch", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
-            "time_s": _finite(last.get("time_total_s")), "node": last.get("node_id", last.get("node_ip", "")),
+            "time_s": float(sum(_finite(r.get("epoch_time_s")) for r in epoch_rows)) if epoch_rows else math.nan,
+            "node": last.get("node_id", last.get("node_ip", "")),
             "checkpoint": checkpoint, "error": error,
         }
         row.update({k: params.get(k) for k in search_keys})
         rows.append(row)
-        for r in results:
-            if r.get("failure"):
-                continue
+        for r in epoch_rows:
             history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
                 "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
                 "test_loss", "images_per_s", "epoch_time_s", "peak_rss_mb") if k in r}})
@@ -239,12 +238,5 @@ def export_study(plan, run: Run) -> str:
                 value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
                 intermediate_values=intermediate, user_attrs={"trial_id": row["trial_id"]}))
         target = join(plan.path, "optuna.db")
-        if is_uri(target):
-            fs, inner = _fs(target)
-            with open(db, "rb") as src, fs.open_output_stream(inner) as dst:
-                dst.write(src.read())
-        else:
-            staged = target + ".tmp"
-            shutil.copyfile(db, staged)
-            os.replace(staged, target)
+        write_bytes(target, Path(db).read_bytes())
     return target

@@ -1,30 +1,109 @@
 """The worker side of a sweep: what runs inside a Ray Tune trial actor. Kept apart from
 `sweeps.tune` (the driver side) so that a trial actor imports only torch, Ray Tune's
-reporting API and the trainer, not Optuna, the search wiring or pandas' readers."""
+reporting API and the trainer, not Optuna, the search wiring or pandas' readers.
+
+A trial keeps its own checkpoints, in its folder of the run (`trial_<id>/checkpoint_<epoch>/`,
+on a local disk or behind a URI), written there by the trial itself after every epoch; the
+newest and the best are kept, and an older one is deleted only once the newer one is
+complete. On every start (the first, a retry after a crash or a lost node, a resumed
+sweep) the trial goes on from its newest checkpoint, and first reports again the epochs
+that checkpoint holds (rows marked `replayed`), so that Ray Tune's scheduler and the run's
+result files see every epoch, whatever Tune's own snapshot of the sweep knew when its
+driver died. Tune's checkpoints are not used: Tune deletes an old one before the snapshot
+naming its successor is stored, and a driver killed in between left a trial that could
+not be resumed.
+"""
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
-from ray.tune import Checkpoint
 
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trainer.config import from_dict
 from trainer.data import DataBundle, data_key, load_data
 from trainer.loop import TrialHalted, train
+
+from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
+from .storage import filesystem, is_uri, join, list_folder, local_folder
 
 # Datasets loaded in this worker process, by the config values they depend on: a reused
 # trial actor trains its next trial on the same tensors without reloading them.
 _DATA: dict[tuple, DataBundle] = {}
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str) -> None:
+class TrialFolder:
+    """A trial's folder in the run (the one Tune writes its results to): its checkpoints, one
+    per kept epoch."""
+
+    def __init__(self, run_path: str, name: str):
+        self.path = join(run_path, name)
+
+    def epochs(self) -> list[int]:
+        """Epochs with a complete checkpoint here, oldest first (a checkpoint file is written
+        whole or not at all: renamed into place, or one object put)."""
+        found = []
+        for name, is_dir in list_folder(self.path):
+            match = CHECKPOINT_DIR.match(name)
+            if is_dir and match and any(n == CHECKPOINT_FILE for n, _ in list_folder(join(self.path, name))):
+                found.append(int(match.group(1)))
+        return sorted(found)
+
+    def load_newest(self) -> dict[str, Any] | None:
+        """The newest checkpoint that loads; None when there is none."""
+        for epoch in reversed(self.epochs()):
+            try:
+                with local_folder(join(self.path, checkpoint_name(epoch))) as folder:
+                    return load_checkpoint(folder)
+            except (OSError, RuntimeError, EOFError):
+                continue  # unreadable: the one before it
+        return None
+
+    def write(self, epoch: int, save: Callable[[Path], Path]) -> str:
+        """Write the checkpoint of `epoch` here; returns its folder name."""
+        name = checkpoint_name(epoch)
+        target = join(self.path, name)
+        if not is_uri(target):
+            save(Path(target))  # the trainer writes a temporary file and renames it into place
+            return name
+        import pyarrow.fs
+
+        fs, inner = filesystem(join(target, CHECKPOINT_FILE))
+        with tempfile.TemporaryDirectory() as folder:
+            file = save(Path(folder))
+            pyarrow.fs.copy_files(str(file), inner, destination_filesystem=fs)  # one object, put whole
+        return name
+
+    def prune(self, keep: set[int]) -> None:
+        """Delete the checkpoints of every epoch but `keep`."""
+        for epoch in self.epochs():
+            if epoch not in keep:
+                fs, inner = filesystem(join(self.path, checkpoint_name(epoch)))
+                try:
+                    fs.delete_dir(inner)
+                except FileNotFoundError:
+                    pass
+
+
+def best_epoch(history: list[dict[str, Any]], epochs: list[int], metric: str, mode: str) -> int | None:
+    """Of `epochs`, the one whose `metric` in `history` is best (the latest of equals)."""
+    values = {int(row["epoch"]): row[metric] for row in history if row.get(metric) is not None}
+    candidates = [e for e in epochs if e in values]
+    if not candidates:
+        return None
+    sign = 1 if mode == "max" else -1
+    return max(candidates, key=lambda e: (sign * values[e], e))
+
+
+def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str, run_path: str) -> None:
     """One Tune trial: train the preset's config with the sampled `params`, reporting every epoch."""
     config = from_dict(params, base=from_dict(base))
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
@@ -35,26 +114,38 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
         _DATA[key] = load_data(config)
 
     node_id = ray.get_runtime_context().get_node_id()
+    folder = TrialFolder(run_path, os.path.basename(tune.get_context().get_trial_dir().rstrip("/")))
+    state = folder.load_newest()
+    history: list[dict[str, Any]] = list(state["history"]) if state else []
 
-    def report(metrics: dict, save) -> None:
+    def send(metrics: dict[str, Any]) -> None:
         metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
         metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with tempfile.TemporaryDirectory() as folder:
-            save(Path(folder))
-            tune.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+        tune.report(metrics)
 
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry after a crash, or a resumed sweep
-        with checkpoint.as_directory() as folder:
-            state = load_checkpoint(Path(folder))
+    kept = set(folder.epochs())
+    for row in history:  # the epochs this trial trained before: Tune and the result files see them again
+        send({**row, CHECKPOINT_KEY: checkpoint_name(int(row["epoch"])) if int(row["epoch"]) in kept else None,
+              "replayed": True})
+
+    def report(metrics: dict[str, Any], save: Callable[[Path], Path]) -> None:
+        epoch = int(metrics["epoch"])
+        history.append(dict(metrics))
+        metrics[CHECKPOINT_KEY] = folder.write(epoch, save)
+        kept.add(epoch)
+        keep = {epoch, best_epoch(history, sorted(kept), metric, mode) or epoch}
+        folder.prune(keep)
+        kept.intersection_update(keep)
+        send(metrics)
+
     try:
         train(config, report=report, resume_from=state, data=_DATA[key])
     except TrialHalted as err:
         # recorded, not retried: the same configuration would diverge (or run out of memory) again
-        metrics = dict(err.metrics, failure=err.kind, error=str(err), node_id=node_id)
+        metrics = dict(err.metrics, failure=err.kind, error=str(err))
+        metrics["epoch"] = int(history[-1]["epoch"]) if history else 0  # the failed epoch is no epoch trained
         metrics[metric] = 1e12 if mode == "min" else metrics.get(metric, 0.0)
-        tune.report(metrics)
+        send(metrics)
     finally:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # a reused actor hands a clean GPU to its next trial

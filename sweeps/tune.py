@@ -1,47 +1,60 @@
-"""The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`) with its
-resources, Optuna TPE under a concurrency limit, ASHA, a checkpoint per epoch (the best and
-the latest kept), retries from the last checkpoint, resume. With `sweeps.trial`, the only
-modules of resweep that import Ray."""
+"""The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`, which keeps a
+checkpoint per epoch, the best and the newest) with its resources, Optuna TPE under a
+concurrency limit, ASHA, retries from the last checkpoint, resume. With `sweeps.trial` and
+`sweeps.snapshot`, the only modules of resweep that import Ray."""
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-# Tune warns on every forced experiment snapshot, which a checkpoint per epoch triggers by design.
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune snapshots the sweep (trials, searcher) and copies its files and every trial's results
+# to the run folder every TUNE_GLOBAL_CHECKPOINT_S seconds: how fresh `sweep status` is
+# during a sweep, and what each copy costs (README, "Where results go").
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "10")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 import ray  # noqa: E402
 import torch  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune import Callback, CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune import Callback, FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from trainer.data import load_data
 
+from .cluster import Cluster, check_reachable, find_cluster
 from .errors import SweepError
 from .plan import SweepPlan
 from .presets import optuna_distributions
 from .rundir import export_study, load_run
+from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
 from .storage import check_writable, exists, is_uri, join
 from .trial import run_trial
 
 
-class _HideTuneResumeHint(logging.Filter):
-    """Tune's own hint after Ctrl-C names `Tuner.restore(...)`; ours names `sweep resume`."""
+class _Hide(logging.Filter):
+    """Drop Tune's log lines that say what resweep says better or that need no action."""
+
+    def __init__(self, *texts: str):
+        super().__init__()
+        self.texts = texts
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tuner.restore(" not in record.getMessage()
+        return not any(text in record.getMessage() for text in self.texts)
 
 
-logging.getLogger("ray.tune.tune").addFilter(_HideTuneResumeHint())
+# After Ctrl-C Tune's hint names `Tuner.restore(...)`; ours names `sweep resume`. On a
+# resume, Tune's reader warns about the trials that had not reported yet.
+logging.getLogger("ray.tune.tune").addFilter(_Hide("Tuner.restore("))
+logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_Hide("Failed to fetch metrics"))
+# A restarted trial reports its earlier epochs again (sweeps.trial); Optuna keeps the first.
+warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already reported")
 
 
 def trial_dirname(trial) -> str:
@@ -77,7 +90,7 @@ class ProgressPrinter(Callback):
         self._line(trials, force=improved)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = (trial.last_result or {}).get("training_iteration", 0)
+        epochs = (trial.last_result or {}).get("epoch", 0)
         key = "done" if epochs >= self.max_epochs or (trial.last_result or {}).get("failure") else "stopped early"
         self.counts[key] += 1
         self._line(trials, force=True)
@@ -87,17 +100,18 @@ class ProgressPrinter(Callback):
         self._line(trials, force=True)
 
 
-def connect(address: str | None, force_local: bool) -> bool:
-    """Join the cluster at `address`, or start a local Ray instance; True if we started it."""
+def connect(cluster: Cluster) -> bool:
+    """Join `cluster`, or start a local Ray instance; True if we started it."""
     if ray.is_initialized():
         return False
     quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
-    if address and not force_local:
+    if not cluster.local:
         try:
-            ray.init(address=address, **quiet)
+            ray.init(address=cluster.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise SweepError(f"cannot join the Ray cluster at {address} ({str(err).splitlines()[0][:120]}); "
-                             f"check `ray status` there, or run with --local") from None
+            raise SweepError(f"cannot join the Ray cluster at {cluster.address} (from {cluster.source}): "
+                             f"{str(err).splitlines()[0][:160]}; check `ray status` there, or run with --local"
+                             ) from None
         return False
     os.environ.pop("RAY_ADDRESS", None)  # --local wins over the environment
     ray.init(address="local", include_dashboard=False, **quiet)  # the dashboard stays off: nothing listens
@@ -132,7 +146,8 @@ def concurrency_for(plan: SweepPlan, local: bool) -> int:
 
 
 def make_trainable(plan: SweepPlan):
-    trainable = tune.with_parameters(run_trial, base=plan.train, metric=plan.metric, mode=plan.mode)
+    trainable = tune.with_parameters(run_trial, base=plan.train, metric=plan.metric, mode=plan.mode,
+                                     run_path=plan.path)
     resources = {"cpu": plan.cpu, "gpu": plan.gpu}
     return tune.with_resources(trainable, resources)
 
@@ -151,39 +166,50 @@ def make_searcher(plan: SweepPlan, concurrency: int):
     return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
 
 
-def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, resume: bool = False,
+def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, resume: bool = False,
               reuse_actors: bool = True) -> dict:
-    """Run (or resume) the sweep of `plan`; returns its summary. Trial actors are reused
-    (a new trial skips the process start and the dataset load) unless `reuse_actors` is off."""
+    """Run (or resume) the sweep of `plan` on the cluster `find_cluster(address, local)` picks;
+    returns its summary. Trial actors are reused (a new trial skips the process start and the
+    dataset load) unless `reuse_actors` is off."""
+    cluster = find_cluster(address, local)
+    check_reachable(cluster)  # seconds, where ray.init would retry for minutes
     problem = check_writable(plan.storage)
     if problem:
         raise SweepError(f"results folder: {problem}")
-    local = not address or force_local
-    if not local and not is_uri(plan.storage):
-        print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
-              flush=True)
+    if resume:
+        known = restore_archive(plan.path)  # Tune's state as one whole snapshot, not files copied in part
+        if known is not None:
+            removed = remove_orphans(plan.path, known)
+            if removed:
+                print(f"note: {len(removed)} trial(s) started after the last saved state and kept nothing; "
+                      f"their folders are removed and the places sampled anew", flush=True)
     if resume and not Tuner.can_restore(plan.path):
         raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
     if not resume and exists(join(plan.path, "resweep.json")):
         raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
                          f"or pass another --name")
-    if local:
+    if cluster.local:
         check_local_resources(plan)
         # Here the trials read the data this process can see: load it once now, so that missing
         # data is one clear error before any trial starts (and the cache is built for them).
         load_data(plan.base_config)
-    started = connect(address, force_local)
+    started = connect(cluster)
+    if not cluster.local and not is_uri(plan.storage):
+        print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
+              flush=True)
     try:
-        concurrency = concurrency_for(plan, local)
+        concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
         progress = ProgressPrinter(plan.metric, plan.mode, plan.max_epochs)
         if resume:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
             plan.save()
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=plan.max_epochs,
-                                      grace_period=plan.grace_period, reduction_factor=plan.reduction_factor) \
-                if plan.early_stopping else FIFOScheduler()
+            # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
+            # training_iteration starts again at 1 in a restarted trial)
+            scheduler = SnapshottingASHA(time_attr="epoch", max_t=plan.max_epochs, grace_period=plan.grace_period,
+                                         reduction_factor=plan.reduction_factor) \
+                if plan.early_stopping else SnapshottingFIFO()
             tuner = Tuner(
                 trainable,
                 tune_config=TuneConfig(metric=plan.metric, mode=plan.mode, search_alg=make_searcher(plan, concurrency),
@@ -191,21 +217,36 @@ def run_sweep(plan: SweepPlan, address: str | None, force_local: bool = False, r
                                        reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
                 run_config=RunConfig(
-                    name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress],
-                    failure_config=FailureConfig(max_failures=2),
-                    checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=plan.metric,
-                                                       checkpoint_score_order=plan.mode)),
+                    name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress, ArchiveState()],
+                    failure_config=FailureConfig(max_failures=2)),
             )
         print(f"{'resuming' if resume else 'running'} {plan.preset}: {plan.trials} trials, at most "
               f"{plan.max_epochs} epochs each, {concurrency} at a time -> {plan.path}", flush=True)
-        tuner.fit()
+        interrupted = fit_until_done_or_interrupted(tuner)
     finally:
         if started:
             ray.shutdown()
-    return summarize(plan)
+    return summarize(plan, interrupted)
 
 
-def summarize(plan: SweepPlan) -> dict:
+def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
+    """Run the sweep; True when Ctrl-C (SIGINT) stopped it. Tune catches the first SIGINT,
+    saves the sweep and returns; its handler puts the one before it back only then."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        tuner.fit()  # no signal handler here: the summary's unfinished trials tell
+        return False
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        tuner.fit()
+        return signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
     run = load_run(plan.path)
     trials = run.trials
     export_study(plan, run)
@@ -225,6 +266,7 @@ def summarize(plan: SweepPlan) -> dict:
                "unfinished": len(trials) - len(finished) - int(counts.get("ERROR", 0)),
                "not started": max(0, plan.trials - len(trials))}
     return {"path": plan.path, "metric": plan.metric, "counts": counts, "outcome": outcome, "best": best,
+            "interrupted": interrupted or bool(outcome["unfinished"]),
             "errored": counts.get("ERROR", 0), "train_command": train_command(plan, best["params"]) if best else None}
 
 

@@ -1,0 +1,200 @@
+"""Ray Tune's state of a sweep, stored whole, so that `sweep resume` after a crashed driver
+starts from a state that hangs together.
+
+Tune snapshots a sweep into a few files (the trials, the searcher, its counter) and copies
+them to the run folder one by one; a driver killed during a copy leaves them from two
+moments. Seen on S3: a searcher that counted a trial the trial list lacked (the resumed
+sweep ended a trial short, and `sweep resume` read that as an interruption), and a
+checkpoint named by the old trial list but already deleted. So after every snapshot Tune
+takes, the driver also writes its files as one archive, `tune-state.tar` in the run
+folder: one object put on S3 (one rename on a disk) is stored whole or not at all. A
+resume puts the archive's files back first.
+
+Tune snapshots every TUNE_GLOBAL_CHECKPOINT_S seconds (set in `sweeps.tune`); a trial
+created in between, and lost with the driver, would be sampled anew on resume. So a
+snapshot is also taken, and archived, as soon as a trial is added, before it can start.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+
+from ray.tune import Callback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from .layout import TRIAL_PREFIX
+from .storage import filesystem, join, list_folder, write_bytes
+
+ARCHIVE = "tune-state.tar"
+# Tune's own state files at the top of a run folder (what `Tuner.restore` reads back).
+STATE_FILE = re.compile(r"^(experiment_state|search_gen_state|searcher-state|callback-states|basic-variant-state)"
+                        r"-[\w.-]+\.(json|pkl)$|^tuner\.pkl$")
+
+
+def _staging_files(trials) -> tuple[list[Path], str] | None:
+    """Tune's state files as the driver just wrote them, and the run folder they go to."""
+    if not trials:
+        return None
+    storage = trials[0].storage
+    staging = Path(storage.experiment_driver_staging_path)
+    if not staging.is_dir():
+        return None
+    files = sorted(p for p in staging.iterdir() if p.is_file() and STATE_FILE.match(p.name))
+    run_path = storage.storage_filesystem, storage.experiment_fs_path
+    return files, run_path
+
+
+def write_archive(trials) -> bool:
+    """Write the driver's current Tune state files as one archive in the run folder."""
+    found = _staging_files(trials)
+    if not found or not found[0]:
+        return False
+    files, (fs, run_fs_path) = found
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in files:
+            tar.add(path, arcname=path.name, recursive=False)
+    target = f"{run_fs_path.rstrip('/')}/{ARCHIVE}"
+    if fs.type_name == "local":
+        write_bytes(target, buffer.getvalue())  # renamed into place
+    else:
+        with fs.open_output_stream(target) as out:  # one object, put whole
+            out.write(buffer.getvalue())
+    return True
+
+
+def _read_archive(run_path: str) -> dict[str, bytes]:
+    """The state files in the run's archive, by name (empty: no archive)."""
+    fs, inner = filesystem(join(run_path, ARCHIVE))
+    try:
+        with fs.open_input_stream(inner) as f:
+            data = f.read()
+    except (FileNotFoundError, OSError):
+        return {}
+    members: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and STATE_FILE.match(member.name):  # plain names only: nothing lands elsewhere
+                members[member.name] = tar.extractfile(member).read()
+    return members if any(name.startswith("experiment_state-") for name in members) else {}
+
+
+def _trial_folders(members: dict[str, bytes]) -> set[str]:
+    """The folder names of the trials in the archived state."""
+    state = json.loads(members[max(n for n in members if n.startswith("experiment_state-"))])
+    trials = [json.loads(entry[0]) for entry in state.get("trial_data", [])]
+    return {t.get("relative_logdir") or f"{TRIAL_PREFIX}{t['trial_id']}" for t in trials}
+
+
+def restore_archive(run_path: str) -> set[str] | None:
+    """Put the archived Tune state back into the run folder, replacing the state files Tune
+    copied there one by one; returns the folder names of the trials it holds (None: no archive)."""
+    members = _read_archive(run_path)
+    if not members:
+        return None
+    for name, is_dir in list_folder(run_path):
+        if not is_dir and STATE_FILE.match(name) and name not in members and name != "tuner.pkl":
+            fs, inner = filesystem(join(run_path, name))
+            fs.delete_file(inner)  # a later session's files, copied in part
+    for name, content in members.items():
+        write_bytes(join(run_path, name), content)
+    return _trial_folders(members)
+
+
+def remove_orphans(run_path: str, known: set[str]) -> list[str]:
+    """Delete the folders of trials the restored state does not know and that kept no
+    checkpoint: trials created after the state was stored, which did no lasting work (the
+    resumed sweep samples their place anew). Returns the folders removed."""
+    removed = []
+    for name, is_dir in list_folder(run_path):
+        if not is_dir or not name.startswith(TRIAL_PREFIX) or name in known:
+            continue
+        entries = list_folder(join(run_path, name))
+        if any(n.startswith("checkpoint_") for n, _ in entries):
+            continue  # work was kept: never deleted, and the readers leave the folder out
+        fs, inner = filesystem(join(run_path, name))
+        fs.delete_dir(inner)
+        removed.append(name)
+    return removed
+
+
+class ArchiveState(Callback):
+    """After each step in which Tune wrote a snapshot, archive it; and once more at the end."""
+
+    def __init__(self):
+        self._seen: float | None = None
+
+    def _maybe_archive(self, trials, force: bool = False) -> None:
+        found = _staging_files(trials)
+        if not found:
+            return
+        stamp = max((p.stat().st_mtime_ns for p in found[0] if p.name.startswith("experiment_state-")), default=None)
+        if stamp is not None and (force or stamp != self._seen):
+            self._seen = stamp
+            write_archive(trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._maybe_archive(trials)
+
+    def on_experiment_end(self, trials, **info):
+        self._maybe_archive(trials, force=True)
+
+
+def _stored_results(trial) -> list[dict]:
+    """The epochs a trial reported, as its result file in the run folder holds them."""
+    from .rundir import parse_results
+
+    fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+    try:
+        with fs.open_input_stream(f"{folder}/result.json") as f:
+            return [r for r in parse_results(f.read().decode(errors="replace")) if not r.get("failure")]
+    except (FileNotFoundError, OSError):
+        return []
+
+
+class _SnapshotNewTrials:
+    """A scheduler that makes Tune snapshot the sweep, and archives it, as soon as a trial is
+    added and before it starts (choose_trial_to_run comes after the trial is registered)."""
+
+    _added = False
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)
+        self._added = True
+
+    def choose_trial_to_run(self, tune_controller):
+        if self._added:
+            self._added = False
+            # Schedulers get a wrapper that warns on methods outside its list; the controller's
+            # save_to_dir writes the state files to the driver's staging folder, nothing more.
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)
+            for trial in controller.get_trials():
+                if trial.status == "PENDING" and not trial.relative_logdir:
+                    # name its folder now, so the snapshot holds the name: a trial restored without
+                    # one gets a new, suffixed folder where the old one exists
+                    trial.init_local_path()
+            controller.save_to_dir()
+            write_archive(controller.get_trials())
+        return super().choose_trial_to_run(tune_controller)
+
+
+class SnapshottingASHA(_SnapshotNewTrials, ASHAScheduler):
+    """ASHA that, on a resume, learns the epochs of the trials that had finished: Tune keeps
+    no scheduler state, and a resumed sweep would otherwise judge its later trials against
+    the unfinished ones alone."""
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)
+        if trial.status != "TERMINATED":
+            return
+        for row in _stored_results(trial):
+            if self._time_attr in row and self._metric in row:
+                ASHAScheduler.on_trial_result(self, tune_controller, trial, row)
+
+
+class SnapshottingFIFO(_SnapshotNewTrials, FIFOScheduler):
+    pass
