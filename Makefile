@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install quickstart test test-fast bench clean
+.PHONY: install quickstart test test-fast bench cluster-demo clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+cluster-demo: install
+	$(BIN)/python -m sweeps.localcluster
 
 bench: install
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
