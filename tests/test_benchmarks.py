@@ -17,6 +17,7 @@ SMOKE = {
     "sweep_efficiency.py": ["--samples", "2", "--seeds", "1"],
     "orchestration.py": ["--reused", "2", "4", "--fresh", "1", "2"],
     "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
+    "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
 }
 
 

@@ -1,0 +1,96 @@
+"""What copying a sweep to S3 costs the driver, by Tune's snapshot period.
+
+A sweep whose results go to a bucket: every TUNE_GLOBAL_CHECKPOINT_S seconds the driver
+snapshots Tune's state and copies it, with every trial's result files, to the bucket (and
+resweep archives the state as one object; also when a trial is added). Trials write their
+checkpoints there themselves, as each epoch ends. Here: trivially short trials (several
+epochs each, a checkpoint per epoch), local Ray on this machine, results in moto's S3
+server on 127.0.0.1; for each period, the sweep's wall time and the S3 requests it made,
+read from the server's log. Ends with `ratio=<wall at the shortest period / wall at
+resweep's default of 10 s>`.
+
+    python benchmarks/storage_sync.py [--trials 16] [--epochs 4] [--periods 2 10 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sweeps.localcluster import CREDENTIALS, S3Server  # noqa: E402
+from sweeps.plan import SweepPlan  # noqa: E402
+from sweeps.presets import load_preset  # noqa: E402
+from sweeps.rundir import load_run  # noqa: E402
+from sweeps.tune import run_sweep  # noqa: E402
+
+TRIVIAL = {
+    "description": "trivially short trials",
+    "train": {"dataset": "synthetic", "synthetic_samples": 40, "synthetic_classes": 2, "image_size": 8,
+              "model": "resnet9", "width": 2, "epochs": 4, "batch_size": 8, "device": "cpu", "eval_test": False},
+    "search": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}},
+    "sweep": {"trials": 16, "grace_period": 4, "concurrency": 2},  # grace = epochs: every trial trains them all
+    "resources": {"gpu": 0, "cpu": 1},
+}
+REQUEST = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) ')
+
+
+def requests(log: Path) -> collections.Counter:
+    return collections.Counter(m.group(1) for m in REQUEST.finditer(log.read_text(errors="replace")))
+
+
+def sweep(s3: S3Server, folder: Path, trials: int, epochs: int, period: float) -> dict:
+    preset = folder / "trivial.yaml"
+    preset.write_text(yaml.safe_dump({**TRIVIAL, "train": {**TRIVIAL["train"], "epochs": epochs},
+                                      "sweep": {**TRIVIAL["sweep"], "grace_period": epochs}}))
+    plan = SweepPlan.make(load_preset(str(preset)), overrides=[], samples=trials, concurrency=None, gpus=None,
+                          cpus=None, storage=s3.uri("runs"), name=f"period-{period:g}", seed=0)
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = f"{period:g}"  # Tune reads it when the sweep starts
+    before = requests(s3.root / "moto.log")
+    start = time.perf_counter()
+    run_sweep(plan, local=True)
+    wall = time.perf_counter() - start
+    made = requests(s3.root / "moto.log") - before
+    run = load_run(plan.path)
+    assert len(run.trials) == trials and (run.trials["epochs"] == epochs).all(), run.trials
+    return {"period": period, "wall_s": wall, "puts": made["PUT"] + made["POST"], "reads": made["GET"] + made["HEAD"],
+            "deletes": made["DELETE"], "epochs": int(run.trials["epochs"].sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--periods", type=float, nargs="+", default=[2, 10, 30])
+    args = parser.parse_args()
+    os.environ.update(CREDENTIALS)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        s3 = S3Server(Path(folder) / "s3").start()
+        try:
+            for period in args.periods:
+                rows.append(sweep(s3, Path(folder), args.trials, args.epochs, period))
+        finally:
+            s3.stop()
+    print(f"{args.trials} trivially short trials x {args.epochs} epochs, 2 at a time, local Ray "
+          f"({os.cpu_count()} cores), results in moto's S3 server on 127.0.0.1")
+    print(f"{'snapshot period s':>18}{'sweep wall s':>14}{'S3 writes':>11}{'S3 reads':>10}{'S3 deletes':>12}"
+          f"{'writes per epoch':>18}")
+    for r in rows:
+        print(f"{r['period']:>18g}{r['wall_s']:>14.1f}{r['puts']:>11}{r['reads']:>10}{r['deletes']:>12}"
+              f"{r['puts'] / r['epochs']:>18.1f}")
+    default = next((r for r in rows if r["period"] == 10), rows[-1])
+    print(f"ratio={rows[0]['wall_s'] / default['wall_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
