@@ -1,5 +1,6 @@
 """Real sweeps on real Ray (local instances and a two-node cluster on this machine) with real Optuna."""
 
+import json
 import os
 import re
 import shlex
@@ -203,3 +204,51 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
         twice += len(trained) - len(set(trained))
     print(f"epochs trained twice: {twice} over {len(after)} trials")
     assert "best trial" in result.output
+
+
+def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_plan(tmp_path):
+    """Tune copies its state files to the run folder one by one; a driver killed mid-copy
+    leaves a trial list older than the searcher's count. Resumed from those files alone, the
+    sweep ends trials short of its plan (what used to be read as an interruption, exit 130;
+    with one trial at a time it never ends: the searcher holds the lost trial's place);
+    resumed from the archive the driver stores whole, it runs the whole plan."""
+    import shutil
+
+    path = preset(tmp_path, trials=5, epochs=4)
+    run_path = tmp_path / "runs" / "torn"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TUNE_GLOBAL_CHECKPOINT_S="1")
+    driver = subprocess.Popen([str(Path(sys.executable).parent / "sweep"), "run", path, "--local", "--storage",
+                               str(tmp_path / "runs"), "--name", "torn"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    versions = {}  # the trial lists Tune copied to the run folder, by trial count
+
+    def three_trials_listed():
+        for state in run_path.glob("experiment_state-*.json"):
+            try:
+                versions.setdefault(len(json.loads(state.read_text())["trial_data"]), state.read_text())
+            except (ValueError, OSError):
+                pass
+        return max(versions, default=0) >= 3
+
+    try:
+        assert wait_for(three_trials_listed), "no third trial"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    older = versions[min(versions)]
+    assert json.loads(older)["trial_data"] and min(versions) < max(versions)
+    torn = tmp_path / "runs" / "torn-without-archive"
+    for folder in (run_path, torn):  # the newer searcher state stays; the trial list is the older one
+        if folder == torn:
+            shutil.copytree(run_path, torn)
+            (torn / "tune-state.tar").unlink()
+            (torn / "resweep.json").write_text((torn / "resweep.json").read_text().replace('"torn"', '"torn-'
+                                                                                            'without-archive"'))
+        next(folder.glob("experiment_state-*.json")).write_text(older)
+    short = run_cli("resume", str(torn), "--local")
+    assert "note: the sweep ended with" in short.output and "interrupted" not in short.output
+    assert len(load_run(str(torn)).trials) < 5
+    whole = run_cli("resume", str(run_path), "--local")
+    trials = load_run(str(run_path)).trials
+    print(f"from the files alone: {len(load_run(str(torn)).trials)} trials; from the archive: {len(trials)}")
+    assert len(trials) == 5 and set(trials["status"]) == {"TERMINATED"} and "note: the sweep ended" not in whole.output
