@@ -53,13 +53,6 @@ def _format_row(values: list[str], widths: list[int]) -> str:
     return "  ".join(v.rjust(w) for v, w in zip(values, widths))
 
 
-def print_table(headers: list[str], rows: list[list[str]], err: bool = False) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    typer.echo(_format_row(headers, widths), err=err)
-    for row in rows:
-        typer.echo(_format_row(row, widths), err=err)
-
-
 @app.command("list")
 def list_presets() -> None:
     """A table of the shipped presets."""
@@ -166,6 +159,10 @@ def run(
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler and the trials.")] = None,
+    mlflow: Annotated[Optional[str], typer.Option(
+        help="Log each trial as an MLflow run to this tracking URI (needs the mlflow extra).")] = None,
+    wandb: Annotated[Optional[str], typer.Option(
+        help="Log each trial as a Weights & Biases run in this project (needs the wandb extra).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna TPE search, ASHA early stopping, a checkpoint per epoch."""
@@ -182,7 +179,7 @@ def run(
             items.append(f"seed={seed}")
         plan = SweepPlan.make(p, overrides=items, samples=samples, concurrency=concurrency, gpus=gpus_per_trial,
                               cpus=cpus_per_trial, storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
-                              name=name, seed=seed)
+                              name=name, seed=seed, mlflow=mlflow, wandb=wandb)
         if dry_run:
             typer.echo(plan.describe())
             return
@@ -235,22 +232,50 @@ def _finish(result: dict) -> None:
 
 
 @app.command()
-def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of a sweep, running or not.")]) -> None:
+def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of a sweep, running or not.")],
+           watch: Annotated[bool, typer.Option("--watch", help="Refresh the table until the sweep ends "
+                                                               "(Ctrl-C stops watching, not the sweep).")] = False,
+           every: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.5)] = 5.0
+           ) -> None:
     """A row per trial: state, epochs done, best metric, stopped early or not."""
+    import sys
+    import time
+
     from .rundir import load_run
 
     with user_errors():
-        run_data = load_run(run_path)
-        table = run_data.trials
-        typer.echo(f"{run_data.meta.get('preset', '?')}: {len(table)} trials, metric {run_data.metric} "
-                   f"({run_data.mode}), max epochs {run_data.max_epochs}")
-        if table.empty:
-            typer.echo("no trial has reported yet")
+        lines, ended = _status_lines(load_run(run_path))
+        typer.echo("\n".join(lines))
+        if not watch:
             return
-        cols = ["trial_id", "status", "epochs", run_data.metric, "stopped_early", "retries"]
-        rows = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols]
-                for _, r in table.iterrows()]
-        print_table(cols, rows)
+        terminal = sys.stdout.isatty()
+        try:
+            while not ended:
+                time.sleep(every)
+                fresh, ended = _status_lines(load_run(run_path))
+                if fresh != lines:
+                    if terminal:
+                        typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the screen, as `watch` does
+                    typer.echo("\n".join(fresh))
+                    lines = fresh
+        except KeyboardInterrupt:
+            return  # the sweep goes on; only the watching stops
+
+
+def _status_lines(run_data) -> tuple[list[str], bool]:
+    """The status table of a run as lines, and whether every planned trial has ended."""
+    table = run_data.trials
+    planned = int(run_data.meta.get("trials", len(table)))
+    ended = int(table["status"].isin(["TERMINATED", "ERROR"]).sum()) if not table.empty else 0
+    lines = [f"{run_data.meta.get('preset', '?')}: {ended} of {planned} trials ended, metric {run_data.metric} "
+             f"({run_data.mode}), max epochs {run_data.max_epochs}"]
+    if table.empty:
+        return lines + ["no trial has reported yet"], False
+    cols = ["trial_id", "status", "epochs", run_data.metric, "stopped_early", "retries"]
+    rows = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols] for _, r in table.iterrows()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(cols)]
+    lines += [_format_row(cols, widths)] + [_format_row(row, widths) for row in rows]
+    return lines, ended >= planned
 
 
 if __name__ == "__main__":

@@ -48,6 +48,8 @@ class SweepPlan:
     # The baselines benchmarks/sweep_efficiency.py compares against (not on the command line):
     sampler: str = "tpe"  # tpe | random
     early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
+    mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
+    wandb: str = ""  # Weights & Biases project the trials are logged to; "": none
 
     @property
     def path(self) -> str:
@@ -66,7 +68,8 @@ class SweepPlan:
 
     @classmethod
     def make(cls, p: Preset, overrides: list[str], samples: int | None, concurrency: int | None,
-             gpus: float | None, cpus: float | None, storage: str, name: str | None, seed: int | None) -> SweepPlan:
+             gpus: float | None, cpus: float | None, storage: str, name: str | None, seed: int | None,
+             mlflow: str | None = None, wandb: str | None = None) -> SweepPlan:
         base = apply_overrides(p.train, overrides) if overrides else p.train
         set_keys = {o.split("=", 1)[0].strip() for o in overrides}
         search = {k: {v.kind: v.args} for k, v in p.search.items() if k not in set_keys}  # --set fixes a key
@@ -91,7 +94,8 @@ class SweepPlan:
                    grace_period=p.grace_period, reduction_factor=p.reduction_factor, metric=p.metric,
                    mode=p.mode, seed=base.seed if seed is None else seed, storage=absolute(storage),
                    name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
-                   created=time.time())
+                   created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
+                   wandb=p.wandb if wandb is None else wandb)
         for params in ([plan.initial] if plan.initial else []):
             try:
                 from_dict(params, base=base)
@@ -160,6 +164,10 @@ class SweepPlan:
             lines.append(f"    {key:<16}{param.describe()}{first}")
         if not self.search:
             lines.append("    (none: every trial trains the same config)")
+        logged = "TensorBoard (event files in each trial's folder)"
+        logged += f", MLflow at {self.mlflow}" if self.mlflow else ""
+        logged += f", W&B project {self.wandb}" if self.wandb else ""
+        lines.append(f"  logged to       {logged}")
         if self.gpu > 0:
             lines.append(f"  GPU-hours       about {gpu_hours:.2f} at most ({epochs_at_most} epochs x "
                          f"~{epoch_s:.2g} s x "

@@ -14,6 +14,9 @@
     resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
       gpu: 1
       cpu: 4
+    tracking:   # optional: an MLflow tracking URI and/or a Weights & Biases project (see README)
+      mlflow: http://127.0.0.1:5000
+      wandb: my-project
 
 A parameter may be searched that only some choices use (momentum with sgd): the others ignore it.
 """
@@ -31,10 +34,11 @@ import yaml
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
-TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources")
+TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
 SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
               "concurrency": int}
 RESOURCE_KEYS = {"gpu": float, "cpu": float}
+TRACKING_KEYS = {"mlflow": str, "wandb": str}
 METRICS = ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc")
 
 
@@ -94,6 +98,8 @@ class Preset:
     concurrency: int = 0  # 0: as many as the resources allow
     gpu: float = 1.0
     cpu: float = 4.0
+    mlflow: str = ""  # MLflow tracking URI; "": off
+    wandb: str = ""  # Weights & Biases project; "": off
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +121,8 @@ class Preset:
                       "reduction_factor": self.reduction_factor, "metric": self.metric, "mode": self.mode,
                       "concurrency": self.concurrency},
             "resources": {"gpu": self.gpu, "cpu": self.cpu},
+            **({"tracking": {k: v for k, v in (("mlflow", self.mlflow), ("wandb", self.wandb)) if v}}
+               if self.mlflow or self.wandb else {}),
         }
 
 
@@ -227,7 +235,7 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
             raise PresetError(f"{path}: initial.{key}={value!r} lies outside {search[key].describe()}")
         initial[key] = value
     sweep = {}
-    for section, schema in (("sweep", SWEEP_KEYS), ("resources", RESOURCE_KEYS)):
+    for section, schema in (("sweep", SWEEP_KEYS), ("resources", RESOURCE_KEYS), ("tracking", TRACKING_KEYS)):
         for key, value in _section(path, data, section).items():
             if key not in schema:
                 raise PresetError(f"{path}: unknown key {section}.{key}; allowed: {', '.join(schema)}")

@@ -9,7 +9,6 @@ import logging
 import os
 import warnings
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import ray  # noqa: E402
 import torch  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune import Callback, FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
+from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -33,8 +32,10 @@ from .errors import SweepError
 from .plan import SweepPlan
 from .presets import optuna_distributions
 from .rundir import export_study, load_run
+from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
 from .storage import check_writable, exists, is_uri, join
+from .tracking import tracking_callbacks
 from .trial import run_trial
 
 
@@ -50,54 +51,22 @@ class _Hide(logging.Filter):
 
 
 # After Ctrl-C Tune's hint names `Tuner.restore(...)`; ours names `sweep resume`. On a
-# resume, Tune's reader warns about the trials that had not reported yet.
-logging.getLogger("ray.tune.tune").addFilter(_Hide("Tuner.restore("))
+# resume, Tune's reader warns about the trials that had not reported yet. A trial that fails
+# is said once, in the summary and by `sweep status` (Tune logs each try's traceback). A
+# local Ray's token authentication, on by default, asks nothing of the user.
+logging.getLogger("ray.tune.tune").addFilter(_Hide("Tuner.restore(", "Trials did not complete"))
 logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_Hide("Failed to fetch metrics"))
+logging.getLogger("ray.tune.execution.tune_controller").addFilter(_Hide("Trial task failed for trial"))
+# Tune's advice to report less often when a step is slow: a trial reports once per epoch.
+logging.getLogger("ray.tune.utils.util").addFilter(_Hide("may be a performance bottleneck"))
+logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+    _Hide("Token authentication is enabled for this Ray cluster"))
 # A restarted trial reports its earlier epochs again (sweeps.trial); Optuna keeps the first.
 warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already reported")
 
 
 def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
-
-
-class ProgressPrinter(Callback):
-    """One line whenever a trial changes state or the best metric improves."""
-
-    def __init__(self, metric: str, mode: str, max_epochs: int):
-        self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
-        self.best: tuple[float, str] | None = None
-        self.counts = {"done": 0, "stopped early": 0, "errored": 0}
-        self.last_print = 0.0
-
-    def _line(self, trials, force: bool) -> None:
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        pending = sum(1 for t in trials if t.status == "PENDING")
-        if not force and time.time() - self.last_print < 5:
-            return
-        self.last_print = time.time()
-        best = f" | best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
-        print(f"[{time.strftime('%H:%M:%S')}] {running} running, {pending} pending, "
-              f"{self.counts['done']} done, {self.counts['stopped early']} stopped early, "
-              f"{self.counts['errored']} errored{best}", flush=True)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        improved = False
-        if isinstance(value, (int, float)) and not result.get("failure"):
-            if self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0]):
-                self.best, improved = (float(value), trial.trial_id), True
-        self._line(trials, force=improved)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = (trial.last_result or {}).get("epoch", 0)
-        key = "done" if epochs >= self.max_epochs or (trial.last_result or {}).get("failure") else "stopped early"
-        self.counts[key] += 1
-        self._line(trials, force=True)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.counts["errored"] += 1
-        self._line(trials, force=True)
 
 
 def connect(cluster: Cluster) -> bool:
@@ -155,6 +124,7 @@ def make_trainable(plan: SweepPlan):
 def make_searcher(plan: SweepPlan, concurrency: int):
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
     distributions = optuna_distributions(plan.search)
     startup = min(10, max(2, plan.trials // 4))
     if plan.sampler == "random":
@@ -173,6 +143,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
     dataset load) unless `reuse_actors` is off."""
     cluster = find_cluster(address, local)
     check_reachable(cluster)  # seconds, where ray.init would retry for minutes
+    tracking = tracking_callbacks(plan)  # a missing MLflow or W&B package: one line, before anything starts
     problem = check_writable(plan.storage)
     if problem:
         raise SweepError(f"results folder: {problem}")
@@ -200,7 +171,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
     try:
         concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
-        progress = ProgressPrinter(plan.metric, plan.mode, plan.max_epochs)
+        progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs)
         if resume:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -217,7 +188,8 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
                                        reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
                 run_config=RunConfig(
-                    name=plan.name, storage_path=plan.storage, verbose=0, callbacks=[progress, ArchiveState()],
+                    name=plan.name, storage_path=plan.storage, verbose=0,
+                    callbacks=[progress, ArchiveState(), *tracking],
                     failure_config=FailureConfig(max_failures=2)),
             )
         print(f"{'resuming' if resume else 'running'} {plan.preset}: {plan.trials} trials, at most "
@@ -255,7 +227,7 @@ def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
     scored = trials.dropna(subset=[plan.metric]) if not trials.empty else trials
     scored = scored[scored["failure"] == ""] if not scored.empty else scored
     if not scored.empty:
-        row = scored.sort_values(plan.metric, ascending=plan.mode == "min").iloc[0]
+        row = scored.sort_values(plan.metric, ascending=plan.mode == "min", kind="stable").iloc[0]  # as the report
         best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),
                 "params": {k: _plain(row[k]) for k in plan.search}}
     finished = trials[trials["status"] == "TERMINATED"] if not trials.empty else trials

@@ -1,0 +1,124 @@
+"""Where users already watch training: TensorBoard (always: every trial's folder gets event
+files), MLflow and Weights & Biases (optional extras, switched on per sweep). Ray Tune's own
+logger callbacks do the work; resweep only chooses what is logged and at which step: the
+trainer's per-epoch metrics under stable names, at step = epoch (Tune's training_iteration
+starts again at 1 when a trial restarts from its checkpoint), so the curves of a resumed
+trial continue where they were.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ray.air.constants import TRAINING_ITERATION
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.tune.logger import TBXLoggerCallback
+
+from .errors import SweepError
+
+# result key -> TensorBoard tag; TensorBoard groups the tags by what comes before the '/'
+TENSORBOARD_TAGS = {
+    "train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "loss/test",
+    "train_acc": "accuracy/train", "val_acc": "accuracy/val", "val_top5": "accuracy/val_top5",
+    "test_acc": "accuracy/test", "lr": "learning_rate", "images_per_s": "throughput/images_per_s",
+    "epoch_time_s": "time/epoch_s",
+}
+EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}
+
+
+def epoch_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The trainer's per-epoch metrics in a Tune result, finite numbers only."""
+    return {key: float(result[key]) for key in TENSORBOARD_TAGS
+            if isinstance(result.get(key), (int, float)) and math.isfinite(result[key])}
+
+
+class TensorBoardLogger(TBXLoggerCallback):
+    """Event files in each trial's folder (`tensorboard --logdir RUN`): the tags of
+    TENSORBOARD_TAGS at step = epoch, and the trial's parameters in the HParams view."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if result.get("failure") or "epoch" not in result:
+            return
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        writer, epoch = self._trial_writer[trial], int(result["epoch"])
+        metrics = epoch_metrics(result)
+        for key, value in metrics.items():
+            writer.add_scalar(TENSORBOARD_TAGS[key], value, global_step=epoch)
+        self._trial_result[trial] = {TENSORBOARD_TAGS[k]: v for k, v in metrics.items()}
+        writer.flush()
+
+
+def require_extra(name: str) -> None:
+    """One line naming the pip command when an optional integration is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(EXTRAS[name]) is None:
+        raise SweepError(f"--{name} needs the {name} package: pip install -e '.[{name}]' (or pip install {name})")
+
+
+class MLflowLogger(MLflowLoggerCallback):
+    """One MLflow run per trial in the experiment named after the sweep, with its parameters
+    and its per-epoch metrics at step = epoch."""
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if result.get("failure") or "epoch" not in result:
+            return
+        self.mlflow_util.log_metrics(run_id=self._trial_runs[trial], metrics_to_log=epoch_metrics(result),
+                                     step=int(result["epoch"]))
+
+
+class WandbLogger(WandbLoggerCallback):
+    """One W&B run per trial in the project, grouped by the sweep's name: the trainer's metrics
+    with their epoch, without Tune's bookkeeping."""
+
+    def setup(self, *args, **kwargs):
+        super().setup(*args, **kwargs)
+        # Tune restarts its W&B logging actors forever (max_restarts=-1), and Ray's core worker
+        # then logs an error line at each one's start; a logger that dies is not restarted here.
+        import os
+
+        import ray
+        from ray.air.util.node import _force_on_current_node
+
+        env = {key: os.environ[key] for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR") if key in os.environ}
+        self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": env},
+                                               max_restarts=0)(self._logger_actor_cls)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if result.get("failure") or "epoch" not in result:
+            return
+        super().log_trial_result(iteration, trial, {**epoch_metrics(result), "epoch": int(result["epoch"]),
+                                                    TRAINING_ITERATION: result.get(TRAINING_ITERATION)})
+
+    def on_experiment_end(self, trials, **info):
+        """The loggers finish their runs after Tune's last copy of the trials' folders: copy
+        their W&B folders to the run folder once they have (for `wandb sync` there)."""
+        import os
+
+        import pyarrow.fs
+
+        super().on_experiment_end(trials, **info)
+        for trial in trials:
+            local = os.path.join(trial.local_path, "wandb")
+            if os.path.isdir(local):
+                pyarrow.fs.copy_files(local, f"{trial.storage.trial_fs_path}/wandb",
+                                      destination_filesystem=trial.storage.storage_filesystem)
+
+
+def tracking_callbacks(plan) -> list:
+    """The logger callbacks of a sweep: TensorBoard always, MLflow and W&B where the plan asks."""
+    import logging
+
+    callbacks: list = [TensorBoardLogger()]
+    if plan.mlflow:
+        require_extra("mlflow")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its INFO lines on creating its tables
+        callbacks.append(MLflowLogger(plan.mlflow, experiment_name=plan.name,
+                                      tags={"resweep.sweep": plan.name, "resweep.preset": plan.preset}))
+    if plan.wandb:
+        require_extra("wandb")
+        callbacks.append(WandbLogger(project=plan.wandb, group=plan.name))
+    return callbacks
