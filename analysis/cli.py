@@ -85,7 +85,7 @@ def gradcam(run_path: RunPath,
     """Grad-CAM maps of a trial's best checkpoint on test images."""
     import torch
 
-    from .report import ReportError, _gradcam_section, best_trial, evaluate_checkpoint
+    from .report import ReportError, best_trial, confident_errors, evaluate_checkpoint, gradcam_section
     from .gradcam import denormalise
     from .results import load_run
 
@@ -102,7 +102,7 @@ def gradcam(run_path: RunPath,
         ev = evaluate_checkpoint(row["checkpoint"], device, data_dir)
         out.mkdir(parents=True, exist_ok=True)
         pictures = denormalise(ev.inputs, ev.mean, ev.std)
-        _gradcam_section(ev, pictures, (ev.predictions != ev.labels).nonzero()[0], out, images)
+        gradcam_section(ev, pictures, confident_errors(ev), out, images)
     typer.echo(f"grad-cam: {out}")
 
 

@@ -21,16 +21,35 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path) -> Path:
+def trial_colours(trial_ids: list[str]) -> dict[str, tuple]:
+    """One colour per trial, in the given order (best first): every picture of a report draws a
+    trial in the same colour."""
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors + plt.get_cmap("Set1").colors
+    return {trial_id: palette[i % len(palette)] for i, trial_id in enumerate(trial_ids)}
+
+
+def _loss_scale(ax, values: pd.Series) -> None:
+    """Losses on a log axis: one diverging epoch (30 against 0.1) no longer flattens the rest."""
+    values = values.dropna()
+    if len(values) and (values > 0).all() and values.max() / values.min() > 20:
+        ax.set_yscale("log")
+
+
+def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path,
+                    colours: dict[str, tuple] | None = None) -> Path:
     """Train/val loss and accuracy against epoch, one line per trial."""
+    colours = colours or trial_colours(trial_ids)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     panels = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("train_acc", "train accuracy"),
               ("val_acc", "validation accuracy")]
+    shown = history[history["trial_id"].isin(trial_ids)]
     for ax, (column, title) in zip(axes.flat, panels):
         for trial_id in trial_ids:
             rows = history[history["trial_id"] == trial_id].sort_values("epoch")
             if column in rows and rows[column].notna().any():
-                ax.plot(rows["epoch"], rows[column], marker=".", label=trial_id)
+                ax.plot(rows["epoch"], rows[column], marker=".", label=trial_id, color=colours.get(trial_id))
+        if "loss" in column and column in shown:
+            _loss_scale(ax, shown[column])
         ax.set_title(title)
         ax.grid(alpha=0.3)
     for ax in axes[1]:
@@ -39,8 +58,10 @@ def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path) -> 
     return _save(fig, path)
 
 
-def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path: Path) -> Path:
+def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path: Path,
+                 colours: dict[str, tuple] | None = None) -> Path:
     """Every trial's validation curve; the ones ASHA stopped early dashed and ended with an x."""
+    colours = colours or trial_colours(list(trials["trial_id"]))
     fig, ax = plt.subplots(figsize=(9, 5))
     stopped = set(trials.loc[trials["stopped_early"].astype(bool), "trial_id"])
     for trial_id, rows in history.groupby("trial_id"):
@@ -49,9 +70,11 @@ def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path:
             continue
         early = trial_id in stopped
         line, = ax.plot(rows["epoch"], rows[metric], linestyle="--" if early else "-", alpha=0.6 if early else 0.9,
-                        linewidth=1 if early else 1.8)
+                        linewidth=1 if early else 1.8, color=colours.get(trial_id))
         if early:
             ax.plot(rows["epoch"].iloc[-1], rows[metric].iloc[-1], "x", color=line.get_color())
+    if "loss" in metric and metric in history:
+        _loss_scale(ax, history[metric])
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} of every trial (dashed, x: stopped early by ASHA; {len(stopped)} of {len(trials)})")

@@ -203,19 +203,25 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     columns = ["trial_id", "status", "epochs", metric, "stopped_early", "test_acc", *run.search_keys]
     add(f"## Top {len(top_trials)} trials")
     add("")
-    add(_md_table(top_trials[list(dict.fromkeys(columns))]))
+    table = top_trials[list(dict.fromkeys(columns))].rename(columns={"test_acc": "test_acc (last epoch)"})
+    add(_md_table(table))
+    add("")
+    add(f"`{metric}` is each trial's best epoch; `test_acc (last epoch)` is measured after its last epoch "
+        f"(trials stopped early have none). The test section below evaluates the best trial's checkpoint of "
+        f"its best epoch.")
     add("")
 
     # --- curves
     if not history.empty:
         add("## Learning curves")
         add("")
-        plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png")
+        colours = plots.trial_colours(list(ranked(run)["trial_id"]))  # one colour per trial in every picture
+        plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png", colours)
         add(f"Train and validation loss and accuracy of the top {len(top_trials)} trials:")
         add("")
         add("![learning curves](curves_top.png)")
         add("")
-        plots.asha_picture(history, trials, metric, out / "asha.png")
+        plots.asha_picture(history, trials, metric, out / "asha.png", colours)
         add("Every trial's validation curve; ASHA's early stops are dashed:")
         add("")
         add("![every trial](asha.png)")
@@ -247,6 +253,8 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     if best is not None:
         add(f"## Best model on the test split (trial `{best['trial_id']}`)")
         add("")
+        add(f"Its checkpoint of epoch {int(best['best_epoch'])}, where {metric} was best ({best[metric]:.4f}):")
+        add("")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         try:
             evaluation = evaluate_checkpoint(best["checkpoint"], device, data_dir)
@@ -274,19 +282,33 @@ def _test_section(ev: TestEvaluation, out: Path, samples: int) -> list[str]:
               _md_table(shown), ""]
     plots.class_distribution(ev.counts, out / "class_distribution.png")
     lines += ["Images per class in each split:", "", "![class distribution](class_distribution.png)", ""]
-    wrong = np.flatnonzero(ev.predictions != ev.labels)
+    wrong = confident_errors(ev)
     images = gradcam.denormalise(ev.inputs, ev.mean, ev.std)
     if len(wrong):
         picks = wrong[:20]
-        plots.image_grid(images[picks], [f"pred {classes[ev.predictions[i]]}\ntrue {classes[ev.labels[i]]}"
-                                         for i in picks], out / "misclassified.png")
-        lines += [f"Misclassified test images ({len(wrong)} in all, the first {len(picks)}):", "",
-                  "![misclassified](misclassified.png)", ""]
-    lines += _gradcam_section(ev, images, wrong, out, samples)
+        confidence = ev.logits.softmax(1).max(1).values.numpy()
+        plots.image_grid(images[picks], [f"pred {classes[ev.predictions[i]]} {confidence[i]:.2f}\n"
+                                         f"true {classes[ev.labels[i]]}" for i in picks], out / "misclassified.png")
+        lines += [f"Misclassified test images ({len(wrong)} in all): the {len(picks)} most confident errors, "
+                  f"taken in turn from each true class:", "", "![misclassified](misclassified.png)", ""]
+    lines += gradcam_section(ev, images, wrong, out, samples)
     return lines
 
 
-def _gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, out: Path, samples: int) -> list[str]:
+def confident_errors(ev: TestEvaluation) -> np.ndarray:
+    """Indices of the misclassified test images, the most confident errors first and taken in
+    turn from each true class (the first errors of a test split sorted by class are all one
+    class's)."""
+    confidence = ev.logits.softmax(1).max(1).values.numpy()
+    wrong = np.flatnonzero(ev.predictions != ev.labels)
+    by_class = [sorted(wrong[ev.labels[wrong] == c], key=lambda i: -confidence[i])
+                for c in np.unique(ev.labels[wrong])]
+    by_class.sort(key=lambda errors: -confidence[errors[0]])
+    order = [errors[k] for k in range(max(map(len, by_class), default=0)) for errors in by_class if k < len(errors)]
+    return np.array(order, dtype=np.int64)
+
+
+def gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, out: Path, samples: int) -> list[str]:
     if samples <= 0:
         return []
     lines = ["## Grad-CAM of the best model", ""]
