@@ -199,7 +199,7 @@ def load_run(run_path: str) -> Run:
         for r in epoch_rows:
             history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
                 "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
-                "test_loss", "images_per_s", "epoch_time_s", "peak_rss_mb") if k in r}})
+                "test_loss", "images_per_s", "epoch_time_s", "finished_at", "peak_rss_mb") if k in r}})
     columns = list(dict.fromkeys(TRIAL_COLUMNS[:4] + [metric] + TRIAL_COLUMNS[4:] + search_keys))
     trials = pd.DataFrame(rows, columns=columns).sort_values(["trial_index", "trial_id"], ignore_index=True)
     return Run(run_path, plan, trials, pd.DataFrame(history))

@@ -85,8 +85,12 @@ def test_concurrency_caps_the_trials_running_at_once_below_what_resources_allow(
     # 2 CPUs at 0.5 per trial would fit 4 at once; --concurrency 1 must keep it to one
     result = run_cli("run", preset(tmp_path, trials=3, epochs=1), "--local", "--storage", str(tmp_path / "runs"),
                      "--concurrency", "1", "--cpus-per-trial", "0.5")
-    running = [int(n) for n in re.findall(r"\] (\d+) running", result.output)]
-    assert running and max(running) == 1, result.output
+    run = load_run(re.search(r"run: (\S+)", result.output).group(1))
+    spans = sorted((row["finished_at"] - row["epoch_time_s"], row["finished_at"])
+                   for _, row in run.history.iterrows())  # 1 epoch per trial: the span it trained
+    assert len(spans) == 3
+    overlaps = sum(later[0] < earlier[1] - 0.01 for earlier, later in zip(spans, spans[1:]))
+    assert overlaps == 0, spans
     assert "1 at a time" in result.output
 
 

@@ -248,6 +248,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
             if epoch + 1 == config.epochs and config.eval_test and len(data.test):
                 metrics.update(evaluate(model, eval_loader(data.test, config, data, device), config, device, "test"))
             metrics["epoch_time_s"] = time.perf_counter() - started
+            metrics["finished_at"] = time.time()  # wall clock: orders the epochs of concurrent runs
             history.append(dict(metrics))
 
             def save(folder: Path, _epoch=epoch + 1, _history=list(history)) -> Path:
