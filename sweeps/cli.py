@@ -163,6 +163,9 @@ def run(
         help="Log each trial as an MLflow run to this tracking URI (needs the mlflow extra).")] = None,
     wandb: Annotated[Optional[str], typer.Option(
         help="Log each trial as a Weights & Biases run in this project (needs the wandb extra).")] = None,
+    no_early_stopping: Annotated[bool, typer.Option(
+        "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
+                                    "asha_replay.py` to choose ASHA's settings from.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna TPE search, ASHA early stopping, a checkpoint per epoch."""
@@ -180,6 +183,7 @@ def run(
         plan = SweepPlan.make(p, overrides=items, samples=samples, concurrency=concurrency, gpus=gpus_per_trial,
                               cpus=cpus_per_trial, storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
                               name=name, seed=seed, mlflow=mlflow, wandb=wandb)
+        plan.early_stopping = not no_early_stopping
         if dry_run:
             typer.echo(plan.describe())
             return

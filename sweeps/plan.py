@@ -150,8 +150,9 @@ class SweepPlan:
             f"plan for {self.preset}: {self.description}",
             f"  run folder      {self.path}",
             f"  trials          {self.trials} (Optuna TPE, seed {self.seed}; the preset's seed point first)",
-            f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; ASHA grace period "
-            f"{self.grace_period}, reduction factor {self.reduction_factor:g}",
+            f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; "
+            + (f"ASHA grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"
+               if self.early_stopping else "no early stopping: every trial trains them all"),
             f"  metric          {self.metric} ({self.mode})",
             f"  resources       {self.gpu:g} GPU and {self.cpu:g} CPU per trial; concurrency "
             f"{self.concurrency or 'as resources allow'}",
