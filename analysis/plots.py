@@ -82,6 +82,25 @@ def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path:
     return _save(fig, path)
 
 
+def compute_curve(hours: np.ndarray, best: np.ndarray, reached_at: int, fifo_hours: float, metric: str, unit: str,
+                  path: Path) -> Path:
+    """Best value so far against cumulative trial-hours; where the final best was first
+    reached within 0.5 points; the hours FIFO would have spent on the same trials."""
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax.step(hours, best, where="post", color="tab:blue", label=f"best {metric} so far")
+    ax.plot(hours[reached_at], best[reached_at], "o", color="tab:green",
+            label=f"within 0.5 points of the final best, after {hours[reached_at]:.3g} {unit}")
+    ax.axvline(hours[-1], color="tab:blue", linestyle=":", alpha=0.7, label=f"spent: {hours[-1]:.3g}")
+    if fifo_hours > hours[-1]:
+        ax.axvline(fifo_hours, color="tab:red", linestyle="--", alpha=0.7,
+                   label=f"every trial to the end: {fifo_hours:.3g}")
+    ax.set_xlabel(unit)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if best[-1] >= best[0] else "upper right")
+    return _save(fig, path)
+
+
 def metric_vs_params(trials: pd.DataFrame, metric: str, search: dict, path: Path) -> Path:
     """One panel per searched parameter: the trial's best metric against its value."""
     keys = list(search)

@@ -115,6 +115,44 @@ def param_importances(run: Run) -> dict[str, float]:
         return {}
 
 
+@dataclass
+class ComputeBought:
+    """The best value so far against the trial-hours spent, epoch by epoch in the order the
+    epochs ended; where the final best was first reached within 0.5 points."""
+    hours: np.ndarray
+    best_so_far: np.ndarray
+    reached_at: int  # index of the first epoch within 0.5 points of the final best
+    fifo_hours: float  # the same trials trained to the end
+
+    def line(self, unit: str) -> str:
+        total, reached = self.hours[-1], self.hours[self.reached_at]
+        return (f"- what the compute bought: within 0.5 points of the final best ({self.best_so_far[-1]:.4f}) "
+                f"after {reached:.3g} of {total:.3g} {unit} ({reached / max(total, 1e-12):.0%}); training the "
+                f"same trials to the end would have taken {self.fifo_hours:.3g}")
+
+
+def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
+    history = run.history
+    metric = run.metric
+    if history.empty or metric not in history or "epoch_time_s" not in history:
+        return None
+    rows = history.dropna(subset=[metric, "epoch_time_s"])
+    if rows.empty:
+        return None
+    if "finished_at" in rows and rows["finished_at"].notna().all():
+        rows = rows.sort_values("finished_at", kind="stable")
+    else:  # runs from before epochs were timed: in trial order
+        order = {t: i for i, t in enumerate(run.trials["trial_id"])}
+        rows = rows.assign(_order=rows["trial_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
+    scale = float(run.meta.get("gpu", 0)) or 1.0
+    hours = np.cumsum(rows["epoch_time_s"].to_numpy(float) * scale) / 3600
+    values = rows[metric].to_numpy(float)
+    best = np.maximum.accumulate(values) if run.mode == "max" else np.minimum.accumulate(values)
+    gap = (best[-1] - best) if run.mode == "max" else (best - best[-1])
+    reached = int(np.argmax(gap <= 0.005 + 1e-12))
+    return ComputeBought(hours, best, reached, fifo_hours)
+
+
 def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
     """The best trial against the preset's own configuration (trial 1); when ASHA stopped the
     seed early, at the epoch it reached, since a final value against an early one says little.
@@ -196,6 +234,9 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
         gain = _gain_over_seed(run, best)
         if gain:
             add(gain)
+    bought = compute_bought(run, hours_full * scale)
+    if bought is not None:
+        add(bought.line(label.split(" (")[0]))
     add("")
 
     # --- results table
@@ -226,6 +267,14 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
         add("")
         add("![every trial](asha.png)")
         add("")
+        if bought is not None:
+            plots.compute_curve(bought.hours, bought.best_so_far, bought.reached_at, bought.fifo_hours, metric,
+                                label.split(" (")[0], out / "compute.png")
+            add("What the compute bought: the best value so far against the trial-hours spent, in the order the "
+                "epochs ended:")
+            add("")
+            add("![best so far against hours](compute.png)")
+            add("")
 
     # --- hyperparameters
     scored = trials.dropna(subset=[metric])

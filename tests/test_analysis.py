@@ -46,7 +46,8 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
     assert "gain over the preset's own configuration" in text
     images = linked_images(text)
     assert {"curves_top.png", "asha.png", "params.png", "confusion.png", "gradcam_top4.png",
-            "gradcam_stages.png", "class_distribution.png"} <= set(images)
+            "gradcam_stages.png", "class_distribution.png", "compute.png"} <= set(images)
+    assert "- what the compute bought: within 0.5 points of the final best" in text
     for name in images:
         assert not name.startswith("/"), "links are relative"
         assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
@@ -171,3 +172,23 @@ def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
     print(f"signal bottom-right: accuracy {accuracy:.2f}, CAM mass top-left {top_left:.2f}, "
           f"bottom-right {bottom_right:.2f}")
     assert bottom_right > 0.35 and top_left < 0.25
+
+
+def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended():
+    from analysis.report import compute_bought
+    from sweeps.rundir import Run
+
+    # two trials, 2 CPUs of 1 h each per epoch... in seconds: 3600 s an epoch, b's second epoch ends last
+    history = pd.DataFrame([
+        {"trial_id": "a", "epoch": 1, "val_acc": 0.50, "epoch_time_s": 3600.0, "finished_at": 10.0},
+        {"trial_id": "b", "epoch": 1, "val_acc": 0.70, "epoch_time_s": 3600.0, "finished_at": 11.0},
+        {"trial_id": "a", "epoch": 2, "val_acc": 0.804, "epoch_time_s": 3600.0, "finished_at": 20.0},
+        {"trial_id": "b", "epoch": 2, "val_acc": 0.806, "epoch_time_s": 3600.0, "finished_at": 21.0},
+    ])
+    run = Run(path="r", meta={"metric": "val_acc", "mode": "max", "gpu": 0, "train": {"epochs": 2}, "search": {}},
+              trials=pd.DataFrame({"trial_id": ["a", "b"]}), history=history)
+    bought = compute_bought(run, fifo_hours=4.0)
+    assert list(bought.hours) == [1.0, 2.0, 3.0, 4.0]
+    assert list(bought.best_so_far) == [0.5, 0.7, 0.804, 0.806]
+    assert bought.reached_at == 2, "0.804 is within 0.5 points of 0.806, first at 3 hours"
+    assert "after 3 of 4 CPU-hours (75%)" in bought.line("CPU-hours")
