@@ -18,6 +18,7 @@ SMOKE = {
     "orchestration.py": ["--reused", "2", "4", "--fresh", "1", "2"],
     "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
     "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
+    "asha_replay.py": ["--orders", "20"],
 }
 
 

@@ -36,7 +36,10 @@ def test_the_cluster_path_end_to_end(tmp_path):
     text = (read["report_dir"] / "report.md").read_text()
     assert read["report"].returncode == 0 and "could not be evaluated" not in text
     assert "## Best model on the test split" in text and "## Grad-CAM of the best model" in text
-    assert len(list(read["report_dir"].glob("*.png"))) == 10
+    # every picture the report links was written, the test-split and Grad-CAM ones among them
+    linked = set(re.findall(r"\]\(([\w_]+\.png)\)", text))
+    assert linked == {p.name for p in read["report_dir"].glob("*.png")}
+    assert {"confusion.png", "misclassified.png", "gradcam_top4.png", "gradcam_stages.png"} <= linked
 
     wrong = figures["wrong_address"]
     assert wrong["exit"] == 2 and wrong["seconds"] < 15
