@@ -174,6 +174,53 @@ def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
             f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - seed[metric]:+.4f}** at equal epochs")
 
 
+def inherited(run: Run) -> list[tuple[str, dict]]:
+    """(this sweep's trial id, the earlier trial) for each configuration a warm start took from
+    an earlier sweep and trained again, matched on the parameters."""
+    warm = run.meta.get("warm_start") or {}
+    earlier = {t["trial_id"]: t for t in warm.get("trials", [])}
+    pairs = []
+    for earlier_id in warm.get("first", []):
+        params = earlier[earlier_id]["params"]
+        for _, row in run.trials.iterrows():
+            if all(_same(row.get(k), v) for k, v in params.items()):
+                pairs.append((str(row["trial_id"]), earlier[earlier_id]))
+                break
+    return pairs
+
+
+def _same(a, b) -> bool:
+    a = a.item() if hasattr(a, "item") else a
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _warm_start_section(run: Run) -> list[str]:
+    warm = run.meta.get("warm_start") or {}
+    if not warm:
+        return []
+    metric = run.metric
+    seeded = warm["trials"]
+    pruned = sum(t["pruned"] for t in seeded)
+    lines = ["## Warm start", "",
+             f"This sweep went on from `{warm['source']}` ({warm.get('preset', '')} on {warm.get('dataset', '')}): "
+             f"its {len(seeded)} scored trials ({len(seeded) - pruned} finished, {pruned} stopped early) seeded "
+             f"the Optuna search before the first trial"
+             + ("; left out: " + ", ".join(f"{n} {why}" for why, n in warm["skipped"].items())
+                if warm.get("skipped") else "") + ".", ""]
+    pairs = inherited(run)
+    if pairs:
+        lines += ["Trials inherited from it: its best configurations, trained again first:", "",
+                  f"| trial | inherited from | {metric} then | {metric} now | epochs now |", "|---|---|---|---|---|"]
+        for trial_id, earlier in pairs:
+            row = run.trials[run.trials["trial_id"] == trial_id].iloc[0]
+            lines.append(f"| `{trial_id}` | `{earlier['trial_id']}` | {earlier['value']:.4f} | "
+                         f"{_fmt(row[metric])} | {int(row['epochs'])} |")
+        lines.append("")
+    return lines
+
+
 def default_report_dir(run_path: str) -> Path:
     """RUN/report for a run folder; ./reports/NAME for a run behind a URI."""
     if is_uri(run_path):
@@ -238,6 +285,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     if bought is not None:
         add(bought.line(label.split(" (")[0]))
     add("")
+    lines.extend(_warm_start_section(run))
 
     # --- results table
     top_trials = ranked(run).head(top)

@@ -166,6 +166,9 @@ def run(
     no_early_stopping: Annotated[bool, typer.Option(
         "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
                                     "asha_replay.py` to choose ASHA's settings from.")] = False,
+    warm_start: Annotated[Optional[str], typer.Option(
+        help="An earlier sweep's run folder or URI: its trials seed the search and its best configurations "
+             "train first.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna TPE search, ASHA early stopping, a checkpoint per epoch."""
@@ -184,6 +187,13 @@ def run(
                               cpus=cpus_per_trial, storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
                               name=name, seed=seed, mlflow=mlflow, wandb=wandb)
         plan.early_stopping = not no_early_stopping
+        if warm_start:
+            from .warmstart import describe, load_warm_start
+
+            plan.warm_start = load_warm_start(warm_start, plan)
+            plan.initial = {}  # the earlier sweep's best configurations come first instead
+            if not dry_run:
+                typer.echo(f"warm start: {describe(plan.warm_start)}")
         if dry_run:
             typer.echo(plan.describe())
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
@@ -50,6 +50,8 @@ class SweepPlan:
     early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
     mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
     wandb: str = ""  # Weights & Biases project the trials are logged to; "": none
+    # what --warm-start took from an earlier sweep (sweeps/warmstart.py); {}: started from nothing
+    warm_start: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -149,7 +151,8 @@ class SweepPlan:
         lines = [
             f"plan for {self.preset}: {self.description}",
             f"  run folder      {self.path}",
-            f"  trials          {self.trials} (Optuna TPE, seed {self.seed}; the preset's seed point first)",
+            f"  trials          {self.trials} (Optuna TPE, seed {self.seed}; "
+            + ("the earlier sweep's best first)" if self.warm_start else "the preset's seed point first)"),
             f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; "
             + (f"ASHA grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"
                if self.early_stopping else "no early stopping: every trial trains them all"),
@@ -165,6 +168,10 @@ class SweepPlan:
             lines.append(f"    {key:<16}{param.describe()}{first}")
         if not self.search:
             lines.append("    (none: every trial trains the same config)")
+        if self.warm_start:
+            from .warmstart import describe
+
+            lines.append(f"  warm start      {describe(self.warm_start)}")
         logged = "TensorBoard (event files in each trial's folder)"
         logged += f", MLflow at {self.mlflow}" if self.mlflow else ""
         logged += f", W&B project {self.wandb}" if self.wandb else ""

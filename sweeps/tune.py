@@ -37,6 +37,7 @@ from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_o
 from .storage import check_writable, exists, is_uri, join
 from .tracking import tracking_callbacks
 from .trial import run_trial
+from .warmstart import first_points, seed_searcher
 
 
 class _Hide(logging.Filter):
@@ -131,8 +132,14 @@ def make_searcher(plan: SweepPlan, concurrency: int):
         sampler = optuna.samplers.RandomSampler(seed=plan.seed)
     else:
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
+    if plan.warm_start:  # the earlier sweep's best first, its trials already in the study
+        first = first_points(plan.warm_start)
+    else:
+        first = [dict(plan.initial)] if plan.initial else []
     searcher = OptunaSearch(space=distributions, metric=plan.metric, mode=plan.mode, sampler=sampler,
-                            points_to_evaluate=[dict(plan.initial)] if plan.initial else None)
+                            points_to_evaluate=first or None)
+    if plan.warm_start:
+        seed_searcher(searcher, plan.warm_start)
     return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
 
 

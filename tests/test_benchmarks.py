@@ -19,6 +19,7 @@ SMOKE = {
     "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
     "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
     "asha_replay.py": ["--orders", "20"],
+    "warm_start.py": ["--seeds", "1", "--trials", "2", "--epochs", "1"],
 }
 
 
