@@ -79,11 +79,15 @@ def main() -> None:
     else:
         data = json.loads(args.curves.read_text())
         meta, curves = data["meta"], [Curve(values, seconds) for values, seconds in data["curves"]]
+        from sweeps.presets import load_preset
+
+        preset = load_preset(meta["preset"])  # its settings now, not when the curves were recorded
+        meta.update(trials=preset.trials, grace_period=preset.grace_period, reduction_factor=preset.reduction_factor)
     trials = args.trials or meta["trials"]
     points = 0.005 if "acc" in meta["metric"] else 0.0  # 0.5 points of an accuracy; a loss: equal
     print(f"{meta['preset']}: {len(curves)} recorded curves of {meta['max_epochs']} epochs ({meta['metric']}); "
           f"{args.orders} random draws of {trials} trials, {args.concurrency} at a time")
-    print(f"{'grace':>6}{'rf':>4}{'rungs':>12}{'median share':>14}{'p10':>7}{'p90':>7}{'best within 0.5 pt':>20}"
+    print(f"{'grace':>6}{'rf':>4}{'rungs':>15}{'median share':>14}{'p10':>7}{'p90':>7}{'best within 0.5 pt':>20}"
           f"{'trials stopped':>16}")
     results = {}
     from sweeps.replay import rungs
@@ -96,7 +100,7 @@ def main() -> None:
         sign = 1 if meta["mode"] == "max" else -1
         close = np.mean([sign * (o.fifo_best - o.best) <= points + 1e-12 for o in outcomes])
         results[(grace, rf)] = (shares, close)
-        print(f"{grace:>6}{rf:>4g}{str(rungs(grace, rf, meta['max_epochs'])):>12}{np.median(shares):>14.0%}"
+        print(f"{grace:>6}{rf:>4g}{str(rungs(grace, rf, meta['max_epochs'])):>15}{np.median(shares):>14.0%}"
               f"{np.percentile(shares, 10):>7.0%}{np.percentile(shares, 90):>7.0%}{close:>20.0%}"
               f"{np.median([o.stopped for o in outcomes]):>16g}")
     for path, share, grace, rf in real_shares(args.real):
