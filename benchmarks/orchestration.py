@@ -2,16 +2,25 @@
 images): trial start, reporting and the checkpoint, with trial actors reused and with a new
 actor per trial. Each mode runs two sweep sizes; the slope of overhead against trials is
 the cost of one more trial, the intercept the one-time cost of a sweep (Tune's start, each
-actor's start, the summary). Ends with `ratio=<new actor / reused>` seconds per trial.
+actor's start, the summary). Ends with `ratio=<new actor / reused>` seconds of overhead per
+trial in a 16-trial sweep (the slope alone is noise once reuse makes it near zero).
 Goal: at most 0.5 s of overhead per trial on 2 cores.
 
-    python benchmarks/orchestration.py [--reused 8 32] [--fresh 6 18]
+Then scale: sweeps of 16, 256 and 1,000 trivially short multi-epoch trials (4 epochs, a
+checkpoint per epoch, ASHA), actors reused. For each, the seconds per trial over its second
+half (from the trials' end times: the steady cost once the sweep is under way, which grows
+where something costs more as the sweep's state grows) and over the whole sweep, and the
+driver's peak memory. Goal: the cost per trial at 1,000 within 1.5x of that at 16; the
+driver under 2 GiB.
+
+    python benchmarks/orchestration.py [--reused 8 32] [--fresh 6 18] [--scale 16 256 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -58,11 +67,43 @@ def timed(folder: str, trials: int, reuse: bool) -> dict:
             "overhead_s": wall - compute / 2}
 
 
+def scaled(folder: str, trials: int, epochs: int) -> dict:
+    path = Path(folder) / "trivial-epochs.yaml"
+    path.write_text(yaml.safe_dump({**TRIVIAL, "train": {**TRIVIAL["train"], "epochs": epochs},
+                                    "sweep": {**TRIVIAL["sweep"], "reduction_factor": 2}}))
+    plan = SweepPlan.make(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
+                          cpus=None, storage=folder, name=f"scale-{trials}", seed=0)
+    start = time.perf_counter()
+    run_sweep(plan, local=True)
+    wall = time.perf_counter() - start
+    history = load_run(plan.path).history
+    ends = history.groupby("trial_id")["finished_at"].max().sort_values().to_numpy()
+    half = len(ends) // 2
+    return {"trials": trials, "wall_s": wall, "epochs": len(history),
+            "second_half_s": (ends[-1] - ends[half - 1]) / (len(ends) - half) if half else float("nan"),
+            "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reused", type=int, nargs=2, default=[8, 32], help="two sweep sizes, actors reused")
     parser.add_argument("--fresh", type=int, nargs=2, default=[6, 18], help="two sweep sizes, a new actor per trial")
+    parser.add_argument("--scale", type=int, nargs="+", default=[16, 256, 1000],
+                        help="sweep sizes of multi-epoch trials, smallest first")
+    parser.add_argument("--scale-epochs", type=int, default=4)
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        scale = [scaled(folder, n, args.scale_epochs) for n in sorted(args.scale)]
+    print(f"scale: trivially short trials of at most {args.scale_epochs} epochs (a checkpoint each, ASHA), "
+          f"actors reused, 2 at a time; the driver's peak so far after each sweep")
+    print(f"{'trials':>7}{'epochs':>8}{'sweep wall s':>14}{'s/trial, whole':>16}{'s/trial, 2nd half':>19}"
+          f"{'driver peak MiB':>17}")
+    for r in scale:
+        print(f"{r['trials']:>7}{r['epochs']:>8}{r['wall_s']:>14.1f}{r['wall_s'] / r['trials']:>16.3f}"
+              f"{r['second_half_s']:>19.3f}{r['driver_peak_mb']:>17.0f}")
+    print(f"scale: s/trial over the second half at {scale[-1]['trials']} trials / at {scale[0]['trials']}: "
+          f"{scale[-1]['second_half_s'] / scale[0]['second_half_s']:.2f} (goal <= 1.5); driver peak "
+          f"{scale[-1]['driver_peak_mb']:.0f} MiB (goal < 2048)")
     rows, fits = [], {}
     with tempfile.TemporaryDirectory() as folder:
         for reuse, sizes in ((True, args.reused), (False, args.fresh)):
@@ -81,7 +122,8 @@ def main() -> None:
     for reuse, (per_trial, per_sweep) in fits.items():
         print(f"{'reused' if reuse else 'new each':<14}{per_trial:>12.2f}{per_sweep:>12.1f}"
               f"{per_trial + per_sweep / 16:>33.2f}")
-    print(f"ratio={fits[False][0] / fits[True][0]:.2f}")
+    in_16 = {reuse: per_trial + per_sweep / 16 for reuse, (per_trial, per_sweep) in fits.items()}
+    print(f"ratio={in_16[False] / in_16[True]:.2f}")
 
 
 if __name__ == "__main__":

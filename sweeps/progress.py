@@ -14,6 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 PLAIN_EVERY_S = 30.0
+LIVE_EVERY_S = 0.25  # rich redraws 4 times a second
 
 
 def clock(seconds: float) -> str:
@@ -127,14 +128,20 @@ class LiveProgress(Callback):
             self._display.start()
 
     def _show(self, trials, force: bool = False) -> None:
-        text = self._state.line(trials)
-        if self._display is not None:
-            from rich.text import Text
-
-            self._display.update(Text(text))
-            return
+        # the line reads every trial: built only when it is shown (a step is one result, and a
+        # sweep of a thousand trials takes thousands of steps)
         now = time.monotonic()
-        if force or (now - self._printed >= PLAIN_EVERY_S and text.split("]", 1)[1] != self._last_text):
+        if self._display is not None:
+            if force or now - self._printed >= LIVE_EVERY_S:
+                from rich.text import Text
+
+                self._display.update(Text(self._state.line(trials)))
+                self._printed = now
+            return
+        if not force and now - self._printed < PLAIN_EVERY_S:
+            return
+        text = self._state.line(trials)
+        if force or text.split("]", 1)[1] != self._last_text:
             print(text, flush=True)
             self._printed, self._last_text = now, text.split("]", 1)[1]
 
@@ -155,6 +162,6 @@ class LiveProgress(Callback):
 
     def on_experiment_end(self, trials, **info):
         if self._display is not None:
-            self._show(trials)
+            self._show(trials, force=True)
             self._display.stop()
             self._display = None

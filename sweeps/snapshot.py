@@ -12,15 +12,24 @@ resume puts the archive's files back first.
 
 Tune snapshots every TUNE_GLOBAL_CHECKPOINT_S seconds (set in `sweeps.tune`); a trial
 created in between, and lost with the driver, would be sampled anew on resume. So a
-snapshot is also taken, and archived, as soon as a trial is added, before it can start.
+snapshot is also taken, and archived, as soon as a trial is added, before it can start,
+unless the last one is very recent: the state grows with the trials (about 20 kB each), so
+a snapshot per new trial would cost O(trials^2) in a sweep of a thousand short trials.
+A new trial is snapshotted unless less than SNAPSHOT_SPACING times the last snapshot's
+own duration has passed since it (at most 1/SNAPSHOT_SPACING of the driver's time). The
+window left open is that short: milliseconds in a small sweep, a few seconds at a thousand
+trials, below any real trial's first epoch (a trial that kept no checkpoint is removed on
+resume and its place sampled anew, losing nothing).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import tarfile
+import time
 from pathlib import Path
 
 from ray.tune import Callback
@@ -30,6 +39,7 @@ from .layout import TRIAL_PREFIX
 from .storage import filesystem, join, list_folder, write_bytes
 
 ARCHIVE = "tune-state.tar"
+SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
 # Tune's own state files at the top of a run folder (what `Tuner.restore` reads back).
 STATE_FILE = re.compile(r"^(experiment_state|search_gen_state|searcher-state|callback-states|basic-variant-state)"
                         r"-[\w.-]+\.(json|pkl)$|^tuner\.pkl$")
@@ -43,7 +53,9 @@ def _staging_files(trials) -> tuple[list[Path], str] | None:
     staging = Path(storage.experiment_driver_staging_path)
     if not staging.is_dir():
         return None
-    files = sorted(p for p in staging.iterdir() if p.is_file() and STATE_FILE.match(p.name))
+    # by name first: the folder also holds a folder per trial, and this runs at every step
+    with os.scandir(staging) as entries:
+        files = sorted(staging / e.name for e in entries if STATE_FILE.match(e.name) and e.is_file())
     run_path = storage.storage_filesystem, storage.experiment_fs_path
     return files, run_path
 
@@ -161,14 +173,17 @@ class _SnapshotNewTrials:
     added and before it starts (choose_trial_to_run comes after the trial is registered)."""
 
     _added = False
+    _last_end = 0.0  # time.monotonic() when the last forced snapshot ended
+    _last_cost = 0.0  # its duration, s
 
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
         self._added = True
 
     def choose_trial_to_run(self, tune_controller):
-        if self._added:
+        if self._added and time.monotonic() - self._last_end >= SNAPSHOT_SPACING * self._last_cost:
             self._added = False
+            start = time.monotonic()
             # Schedulers get a wrapper that warns on methods outside its list; the controller's
             # save_to_dir writes the state files to the driver's staging folder, nothing more.
             controller = getattr(tune_controller, "_tune_controller", tune_controller)
@@ -179,6 +194,8 @@ class _SnapshotNewTrials:
                     trial.init_local_path()
             controller.save_to_dir()
             write_archive(controller.get_trials())
+            self._last_end = time.monotonic()
+            self._last_cost = self._last_end - start
         return super().choose_trial_to_run(tune_controller)
 
 
