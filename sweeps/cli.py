@@ -109,7 +109,7 @@ def train(
     import yaml
 
     from trainer import train as run_training
-    from trainer.checkpoint import atomic_write_bytes
+    from trainer.files import atomic_write_bytes
 
     with user_errors():
         p = load_preset(preset)

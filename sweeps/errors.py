@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
@@ -36,8 +35,3 @@ def user_errors(extra: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
 
-
-def fail(message: str, code: int = 2) -> Callable:
-    typer.echo(f"error: {message}", err=True)
-    sys.stdout.flush()
-    raise typer.Exit(code)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from trainer.checkpoint import atomic_write_bytes
+from trainer.files import atomic_write_bytes
 
 
 def is_uri(path: str) -> bool:

@@ -188,5 +188,6 @@ def test_training_through_the_pil_path(tmp_path):
     rows = []
     from trainer import train
 
-    train(tiny(data_path="pil", num_workers=0, epochs=2), report=lambda m, s: rows.append(m))
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["val_acc"] >= 0
+    train(tiny(data_path="pil", num_workers=0, epochs=4), report=lambda m, s: rows.append(m))
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"], "the model learns from what the PIL path feeds it"

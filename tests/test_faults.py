@@ -1,6 +1,7 @@
 """Faults and safety: lost workers, halted trials, storage that cannot take results, half-written
 files, and what is never done with user input. Each test prints the figures it measured."""
 
+import pickle
 import re
 import shutil
 import threading
@@ -168,7 +169,7 @@ def test_a_checkpoint_with_code_in_it_is_refused(tmp_path):
     torch.save({"model": Payload()}, tmp_path / "checkpoint.pt")
     from trainer.checkpoint import load_checkpoint
 
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
 

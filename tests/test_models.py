@@ -64,10 +64,16 @@ def test_pretrained_weights_load_from_the_torch_hub_cache(tmp_path):
     assert torch.equal(model.stages[0][0].conv1.weight, reference.layer1[0].conv1.weight)
 
 
-def test_missing_pretrained_weights_give_one_line_with_the_fix():
+def test_missing_pretrained_weights_give_one_line_with_the_fix(monkeypatch):
     import pytest
 
     from trainer.models import TrainerError
+
+    # the download fails for real, wherever the test runs: through a proxy on a closed local port
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
     with pytest.raises(TrainerError) as err:
         build_model(from_dict({"model": "resnet18", "pretrained": True}), 3)

@@ -1,5 +1,6 @@
 """Every shipped preset loads, validates and trains on synthetic data of its shape; bad presets fail clearly."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ def test_preset_trains_on_synthetic_data_of_its_shape(name):
                        "batch_size": 4, "max_train_samples": 8, "eval_test": False, "device": "cpu"}, base=config)
     rows = []
     train(smoke, report=lambda m, save: rows.append(m))
-    assert len(rows) == smoke.epochs and all(r["train_loss"] > 0 for r in rows)
-    assert rows[-1]["val_acc"] >= 0
+    assert [r["epoch"] for r in rows] == list(range(1, smoke.epochs + 1))
+    assert all(math.isfinite(r["train_loss"]) and r["train_loss"] > 0 for r in rows)
+    assert 0.0 <= rows[-1]["val_acc"] <= 1.0 and math.isfinite(rows[-1]["val_loss"])
 
 
 def write(tmp_path, text, name="my.yaml"):

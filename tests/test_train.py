@@ -9,6 +9,7 @@ from trainer import DivergedError, load_model, train
 from trainer.checkpoint import load_checkpoint
 from trainer.config import from_dict
 from trainer.data import load_data
+from trainer.loop import eval_loader, evaluate
 
 
 def run(config, **kw):
@@ -21,6 +22,16 @@ def test_importing_the_trainer_does_not_import_ray():
     import subprocess
 
     code = "import trainer, trainer.loop, trainer.data, sys; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_config_and_the_run_folder_writers_do_not_import_torch():
+    """One atomic writer (trainer.files) serves checkpoints, the data cache and run folders,
+    without making the run-folder code pay torch's import."""
+    import subprocess
+
+    code = "import trainer.config, trainer.files, sweeps.storage, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -79,12 +90,14 @@ def test_checkpoint_round_trip_is_a_flat_dict_loaded_weights_only(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "rng", "config", "history", "classes"} <= set(raw)
     model, loaded_config, _ = load_model(path)
-    assert loaded_config.width == config.width
+    assert loaded_config.to_dict() == config.to_dict()
+    # the weights are the trained ones: they score on the validation split exactly what training reported
     data = load_data(config)
-    fresh = load_model(path)[0]
-    x = torch.randn(2, 3, 16, 16)
-    assert torch.equal(model(x), fresh(x))
-    assert len(data.classes) == 4
+    reported = raw["history"][-1]
+    evaluated = evaluate(model, eval_loader(data.val, loaded_config, data), loaded_config, torch.device("cpu"))
+    assert evaluated["val_acc"] == pytest.approx(reported["val_acc"], abs=1e-6)
+    assert evaluated["val_loss"] == pytest.approx(reported["val_loss"], rel=1e-4)
+    assert raw["classes"] == data.classes and len(data.classes) == 4
     assert not list(tmp_path.glob(".checkpoint.pt.*")), "no temporary file is left behind"
 
 

@@ -1,10 +1,21 @@
-"""resweep's trainer: pure PyTorch, no Ray. `train(config, report=callback) -> metrics`."""
+"""resweep's trainer: pure PyTorch, no Ray. `train(config, report=callback) -> metrics`.
 
-from .config import ConfigError, TrainConfig, apply_overrides, from_dict
-from .data import DataError, load_data
-from .models import TrainerError
-from .loop import DivergedError, OutOfMemory, TrialHalted, evaluate, load_model, train
+The names below load on first use (PEP 562), so that `trainer.config` or `trainer.files`
+alone does not import torch: the CLI's quick commands and the run-folder readers stay light."""
 
-__all__ = ["TrainConfig", "ConfigError", "DataError", "TrainerError", "DivergedError", "OutOfMemory", "TrialHalted",
-           "from_dict",
-           "apply_overrides", "load_data", "train", "evaluate", "load_model"]
+from importlib import import_module
+
+_HOMES = {
+    "TrainConfig": "config", "ConfigError": "config", "apply_overrides": "config", "from_dict": "config",
+    "DataError": "data", "load_data": "data",
+    "TrainerError": "models",
+    "DivergedError": "loop", "OutOfMemory": "loop", "TrialHalted": "loop", "evaluate": "loop",
+    "load_model": "loop", "train": "loop",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
@@ -235,10 +234,6 @@ def parse_override(item: str) -> tuple[str, Any]:
 def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
     updates = dict(parse_override(item) for item in items)
     return from_dict(updates, base=config)
-
-
-def describe(config: TrainConfig) -> str:
-    return json.dumps(config.to_dict(), sort_keys=True)
 
 
 __all__ = ["TrainConfig", "ConfigError", "from_dict", "apply_overrides", "parse_override", "coerce", "KEYS",

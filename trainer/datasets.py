@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from PIL import Image
 
 from .augment import storage_size
 from .config import TrainConfig
+from .files import atomic_write_bytes
 from .data import DataBundle, DataError, Split, channel_stats, data_root, resize_uint8, stratified_split
 
 log = logging.getLogger("resweep.data")
@@ -69,13 +69,8 @@ def cached(path: Path, build: Callable[[], tuple[torch.Tensor, torch.Tensor, lis
         if not path.exists():
             log.info(f"building the data cache {path.name}")
             images, labels, files = build()
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            os.close(fd)
-            try:
-                torch.save({"images": images.contiguous(), "labels": labels, "files": files}, tmp)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            atomic_write_bytes(path, lambda f: torch.save({"images": images.contiguous(), "labels": labels,
+                                                           "files": files}, f))
     state = torch.load(path, mmap=True, weights_only=True)
     return Split(state["images"], state["labels"], files=list(state["files"]))
 
