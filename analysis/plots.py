@@ -54,7 +54,9 @@ def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path,
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
-    axes[0, 0].legend(fontsize=8)
+    labelled = next((ax for ax in axes.flat if ax.get_legend_handles_labels()[0]), None)
+    if labelled is not None:  # on the first panel that has a line (older runs lack train metrics)
+        labelled.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -241,12 +241,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     add = lines.append
 
     # --- summary
-    counts = trials["status"].value_counts()
-    finished = trials[trials["status"] == "TERMINATED"]
-    n_early = int(finished["stopped_early"].sum())
-    n_diverged = int(trials["diverged"].sum())
-    n_oom = int((trials["failure"] == "out of memory").sum())
-    n_done = len(finished) - n_early - n_diverged - n_oom
+    ended = run.outcome()
     epochs_used = int(trials["epochs"].sum())
     epochs_full = len(trials) * run.max_epochs
     gpu = float(meta.get("gpu", 0))
@@ -262,11 +257,10 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     add(f"- dataset **{train['dataset']}**, model **{train['model']}**"
         + (f" ({train['head']} head, pretrained)" if train.get("pretrained") else "")
         + f", {train['image_size']}px, up to {run.max_epochs} epochs, metric `{metric}` ({run.mode})")
-    add(f"- trials: {len(trials)} — {n_done} completed, {n_early} stopped early by ASHA, "
-        f"{int(counts.get('ERROR', 0))} errored, {n_diverged} diverged, "
-        + (f"{n_oom} out of GPU memory, " if n_oom else "") +
-        f"{int(counts.get('RUNNING', 0)) + int(counts.get('PENDING', 0))} still running or pending; "
-        f"{int(trials['retries'].sum())} retries")
+    add(f"- trials: {len(trials)} — {ended.trained_to_end} completed, {ended.stopped_early} stopped early by ASHA, "
+        f"{ended.errored} errored, {ended.diverged} diverged, "
+        + (f"{ended.out_of_memory} out of GPU memory, " if ended.out_of_memory else "") +
+        f"{ended.unfinished} still running or pending; {ended.retries} retries")
     add(f"- epochs trained: {epochs_used} of {epochs_full} without early stopping "
         f"({epochs_used / max(epochs_full, 1):.0%})")
     label = "GPU-hours" if gpu > 0 else "CPU-hours (epoch times of every trial, summed)"

@@ -29,6 +29,25 @@ TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early",
                  "error"]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a sweep's trials ended, counted once for `sweep run`'s summary and the report."""
+
+    trained_to_end: int
+    stopped_early: int  # by ASHA
+    diverged: int  # halted by the trainer: the loss went NaN or infinite
+    out_of_memory: int  # halted by the trainer: the GPU ran out of memory
+    errored: int  # raised, retried, and raised again
+    unfinished: int  # running or pending
+    not_started: int  # planned, never created
+    retries: int
+
+    @property
+    def trials(self) -> int:
+        return (self.trained_to_end + self.stopped_early + self.diverged + self.out_of_memory + self.errored
+                + self.unfinished + self.not_started)
+
+
 class RunFolderError(RuntimeError):
     """A path is not a readable run folder; one line."""
 
@@ -139,6 +158,21 @@ class Run:
     @property
     def search_keys(self) -> list[str]:
         return list(self.meta["search"])
+
+    def outcome(self) -> Outcome:
+        trials = self.trials
+        if trials.empty:
+            return Outcome(0, 0, 0, 0, 0, 0, int(self.meta.get("trials", 0)), 0)
+        ended = trials[trials["status"] == "TERMINATED"]
+        early = int(ended["stopped_early"].sum())
+        diverged = int((ended["failure"] == "diverged").sum())
+        out_of_memory = int((ended["failure"] == "out of memory").sum())
+        errored = int((trials["status"] == "ERROR").sum())
+        return Outcome(trained_to_end=len(ended) - early - int((ended["failure"] != "").sum()),
+                       stopped_early=early, diverged=diverged, out_of_memory=out_of_memory, errored=errored,
+                       unfinished=len(trials) - len(ended) - errored,
+                       not_started=max(0, int(self.meta.get("trials", len(trials))) - len(trials)),
+                       retries=int(trials["retries"].sum()))
 
 
 def load_run(run_path: str) -> Run:

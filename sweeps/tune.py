@@ -237,13 +237,10 @@ def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
         row = scored.sort_values(plan.metric, ascending=plan.mode == "min", kind="stable").iloc[0]  # as the report
         best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),
                 "params": {k: _plain(row[k]) for k in plan.search}}
-    finished = trials[trials["status"] == "TERMINATED"] if not trials.empty else trials
-    halted = int((finished["failure"] != "").sum()) if not finished.empty else 0
-    early = int(finished["stopped_early"].sum()) if not finished.empty else 0
-    outcome = {"trained to the end": len(finished) - early - halted, "stopped early by ASHA": early,
-               "diverged or out of memory": halted, "errored": int(counts.get("ERROR", 0)),
-               "unfinished": len(trials) - len(finished) - int(counts.get("ERROR", 0)),
-               "not started": max(0, plan.trials - len(trials))}
+    ended = run.outcome()
+    outcome = {"trained to the end": ended.trained_to_end, "stopped early by ASHA": ended.stopped_early,
+               "diverged or out of memory": ended.diverged + ended.out_of_memory, "errored": ended.errored,
+               "unfinished": ended.unfinished, "not started": ended.not_started}
     return {"path": plan.path, "metric": plan.metric, "counts": counts, "outcome": outcome, "best": best,
             "interrupted": interrupted or bool(outcome["unfinished"]),
             "errored": counts.get("ERROR", 0), "train_command": train_command(plan, best["params"]) if best else None}

@@ -1,0 +1,113 @@
+"""The run-folder reader, fast: a run folder written by hand in the format Tune and the trials
+write (no Ray), with one trial of each ending, read back by `load_run`; its `outcome()` is
+what both `sweep run`'s summary and the report count; `export_study` writes each ending as
+the Optuna state the dashboard shows."""
+
+import json
+
+import pytest
+
+from conftest import preset
+from sweeps.layout import CHECKPOINT_KEY, checkpoint_name
+from sweeps.plan import SweepPlan
+from sweeps.presets import load_preset
+from sweeps.rundir import Outcome, export_study, load_run
+
+# trial id -> (Tune status, retries, params, epochs as (val_acc, replayed), failure row or None)
+TRIALS = {
+    "aaaa": ("TERMINATED", 0, {"lr": 0.1, "weight_decay": 1e-4}, [(0.5, False), (0.7, False), (0.9, False),
+                                                                   (0.8, False)], None),
+    "bbbb": ("TERMINATED", 0, {"lr": 0.01, "weight_decay": 1e-3}, [(0.4, False)], None),
+    "cccc": ("TERMINATED", 0, {"lr": 5.0, "weight_decay": 1e-5}, [(0.3, False), (0.2, False)],
+             {"failure": "diverged", "error": "the loss is nan at epoch 3"}),
+    "dddd": ("ERROR", 2, {"lr": 0.2, "weight_decay": 1e-4}, [], None),
+    # restarted from its epoch-1 checkpoint: epoch 1 reported again (replayed) with another value
+    "eeee": ("RUNNING", 0, {"lr": 0.05, "weight_decay": 5e-4}, [(0.6, False), (0.65, False), (0.1, True)], None),
+}
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=6, epochs=4)), [], None, None, None, None,
+                          str(tmp_path / "runs"), "handmade", 1)
+    plan.save()
+    root = tmp_path / "runs" / "handmade"
+    entries = []
+    for index, (trial_id, (status, retries, params, epochs, failure)) in enumerate(TRIALS.items(), start=1):
+        folder = root / f"trial_{trial_id}"
+        folder.mkdir()
+        (folder / "params.json").write_text(json.dumps(params))
+        lines = []
+        for epoch, (value, replayed) in enumerate(epochs, start=1):
+            if replayed:
+                epoch = 1
+            lines.append({"epoch": epoch, "val_acc": value, "val_loss": 1 - value, "lr": 0.1, "epoch_time_s": 2.0,
+                          "finished_at": 1000.0 + 10 * index + epoch, CHECKPOINT_KEY: checkpoint_name(epoch),
+                          "replayed": replayed})
+        if failure:
+            lines.append(failure)
+        (folder / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        for epoch in {2, len(epochs)} if trial_id == "aaaa" else {len(epochs)}:  # kept: epochs 2 and 4 of aaaa
+            if epoch:
+                (folder / checkpoint_name(epoch)).mkdir()
+        if status == "ERROR":
+            (folder / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
+        meta = {"trial_id": trial_id, "status": status, "relative_logdir": folder.name,
+                "experiment_tag": f"{index}_lr={params['lr']}", "config": params}
+        entries.append([json.dumps(meta), json.dumps({"num_failures": retries})])
+    (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
+    return plan, root
+
+
+def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
+    plan, root = run_folder
+    run = load_run(str(root))
+    assert list(run.trials["trial_id"]) == list(TRIALS)  # in the order Tune created them
+    rows = run.trials.set_index("trial_id")
+    # the best epoch is epoch 3 (0.9), but only epochs 2 and 4 kept their checkpoints: the best kept is 4 (0.8)
+    assert rows.loc["aaaa", "val_acc"] == 0.9 and rows.loc["aaaa", "best_epoch"] == 3
+    assert rows.loc["aaaa", "checkpoint"].endswith("trial_aaaa/checkpoint_000004")
+    assert rows.loc["aaaa", "epochs"] == 4 and not rows.loc["aaaa", "stopped_early"]
+    assert rows.loc["aaaa", "time_s"] == 8.0
+    assert rows.loc["bbbb", "stopped_early"] and rows.loc["bbbb", "epochs"] == 1
+    assert rows.loc["cccc", "failure"] == "diverged" and rows.loc["cccc", "error"] == "the loss is nan at epoch 3"
+    assert not rows.loc["cccc", "stopped_early"] and rows.loc["cccc", "epochs"] == 2
+    assert rows.loc["dddd", "status"] == "ERROR" and rows.loc["dddd", "error"] == "RuntimeError: boom"
+    assert rows.loc["dddd", "retries"] == 2
+    # the replayed epoch 1 never replaces the first report of it
+    eeee = run.history[run.history["trial_id"] == "eeee"].sort_values("epoch")
+    assert list(eeee["epoch"]) == [1, 2] and list(eeee["val_acc"]) == [0.6, 0.65]
+    assert rows.loc["eeee", "val_acc"] == 0.65
+
+    assert run.outcome() == Outcome(trained_to_end=1, stopped_early=1, diverged=1, out_of_memory=0, errored=1,
+                                    unfinished=1, not_started=1, retries=2)
+    assert run.outcome().trials == plan.trials == 6
+
+
+def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path):
+    from analysis.report import write_report
+    from sweeps.tune import summarize
+
+    plan, root = run_folder
+    summary = summarize(plan)
+    assert summary["outcome"] == {"trained to the end": 1, "stopped early by ASHA": 1, "diverged or out of memory": 1,
+                                  "errored": 1, "unfinished": 1, "not started": 1}
+    assert summary["interrupted"] and summary["best"]["trial_id"] == "aaaa" and summary["best"]["value"] == 0.9
+    report = write_report(str(root), tmp_path / "report").read_text()
+    assert ("- trials: 5 — 1 completed, 1 stopped early by ASHA, 1 errored, 1 diverged, 1 still running or pending; "
+            "2 retries") in report
+
+
+def test_export_study_writes_each_ending_as_its_optuna_state(run_folder):
+    import optuna
+
+    plan, root = run_folder
+    db = export_study(plan, load_run(str(root)))
+    study = optuna.load_study(study_name=plan.name, storage=f"sqlite:///{db}")
+    states = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+    assert set(states) == {"aaaa", "bbbb", "cccc", "dddd"}  # the running trial is left out
+    assert states["aaaa"].state.name == "COMPLETE" and states["aaaa"].value == 0.9
+    assert states["aaaa"].intermediate_values == {1: 0.5, 2: 0.7, 3: 0.9, 4: 0.8}
+    assert states["bbbb"].state.name == "PRUNED" and states["bbbb"].intermediate_values == {1: 0.4}
+    assert states["cccc"].state.name == "FAIL" and states["dddd"].state.name == "FAIL"
+    assert states["aaaa"].params == {"lr": 0.1, "weight_decay": 1e-4}
