@@ -86,8 +86,8 @@ class SweepPlan:
             raise SweepError(f"--gpus-per-trial {gpu} / --cpus-per-trial {cpu}: need gpu >= 0 "
                              "(a fraction below 1 or whole GPUs) and cpu > 0")
         if p.grace_period > base.epochs:
-            raise SweepError(f"--max-epochs {base.epochs} is below the preset's ASHA grace period "
-                             f"{p.grace_period}; raise it")
+            raise SweepError(f"epochs {base.epochs} is below the preset's ASHA grace period {p.grace_period}; "
+                             f"train at least {p.grace_period} epochs (--max-epochs or --set epochs)")
         if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
             raise SweepError(f"--name {name!r}: a run name is one folder name, without '/'")
         plan = cls(preset=p.name, preset_path=p.path, description=p.description, train=base.to_dict(),
