@@ -33,14 +33,8 @@ from sweeps.presets import load_preset  # noqa: E402
 from sweeps.rundir import load_run  # noqa: E402
 from sweeps.tune import run_sweep  # noqa: E402
 
-TRIVIAL = {
-    "description": "trivially short trials",
-    "train": {"dataset": "synthetic", "synthetic_samples": 40, "synthetic_classes": 2, "image_size": 8,
-              "model": "resnet9", "width": 2, "epochs": 4, "batch_size": 8, "device": "cpu", "eval_test": False},
-    "search": {"lr": {"loguniform": [1.0e-3, 1.0e-1]}},
-    "sweep": {"trials": 16, "grace_period": 4, "concurrency": 2},  # grace = epochs: every trial trains them all
-    "resources": {"gpu": 0, "cpu": 1},
-}
+from orchestration import TRIVIAL  # noqa: E402  (this folder: the same trivially short trials)
+
 REQUEST = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+)')
 
 

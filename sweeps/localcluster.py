@@ -10,8 +10,8 @@ cluster-demo` runs it (`python -m sweeps.localcluster`), and the tests use it.
   node is on 127.0.0.1 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`), with token authentication
   and a HOME and Ray temp folder of its own, so the user's token and clusters are not
   touched.
-- Every process is started in a session of its own and ended by that session's id: never
-  `ray stop`, which would end every Ray process on the machine.
+- Every process is started in a session of its own and ended by that session's id alone,
+  never by name: a stop by name would end every Ray process on the machine, other work's too.
 """
 
 from __future__ import annotations
