@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from trainer.metrics import BY_NAME  # noqa: E402
+
 
 def _save(fig, path: Path) -> Path:
     path = Path(path)
@@ -40,8 +42,7 @@ def learning_curves(history: pd.DataFrame, trial_ids: list[str], path: Path,
     """Train/val loss and accuracy against epoch, one line per trial."""
     colours = colours or trial_colours(trial_ids)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
-    panels = [("train_loss", "train loss"), ("val_loss", "validation loss"), ("train_acc", "train accuracy"),
-              ("val_acc", "validation accuracy")]
+    panels = [(name, BY_NAME[name].label) for name in ("train_loss", "val_loss", "train_acc", "val_acc")]
     shown = history[history["trial_id"].isin(trial_ids)]
     for ax, (column, title) in zip(axes.flat, panels):
         for trial_id in trial_ids:

@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.presets import optuna_distributions
+from sweeps.layout import REPORT_FILE, report_folder
 from sweeps.storage import is_uri, local_folder, split_name
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
-from trainer.data import DataError, load_data
+from trainer.datasets import load_data
+from trainer.errors import DataError, TrainerError
 from trainer.loop import eval_loader, load_model, predict
-from trainer.models import TrainerError
 
 from . import gradcam, plots
 from .results import Run, load_run, ranked
@@ -57,7 +58,8 @@ class TestEvaluation:
 
 def best_trial(run: Run) -> pd.Series | None:
     candidates = ranked(run)
-    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["failure"] == "")]
+    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["failure"] == "")]  # a failed
+    # trial's value can be its best epoch's, before it diverged: ranked, never chosen
     return None if candidates.empty else candidates.iloc[0]
 
 
@@ -98,11 +100,10 @@ def param_importances(run: Run) -> dict[str, float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trials = run.trials[(run.trials["status"] == "TERMINATED") & (run.trials["failure"] == "")]
-    trials = trials.dropna(subset=[run.metric])
+    trials = run.scored[run.scored["status"] == "TERMINATED"]
     if len(trials) < 3 or not run.search_keys:
         return {}
-    distributions = optuna_distributions(run.meta["search"])
+    distributions = optuna_distributions(run.plan.search)
     study = optuna.create_study(direction="maximize" if run.mode == "max" else "minimize")
     for _, row in trials.iterrows():
         params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
@@ -144,7 +145,7 @@ def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
     else:  # runs from before epochs were timed: in trial order
         order = {t: i for i, t in enumerate(run.trials["trial_id"])}
         rows = rows.assign(_order=rows["trial_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
-    scale = float(run.meta.get("gpu", 0)) or 1.0
+    scale = float(run.plan.gpu) or 1.0
     hours = np.cumsum(rows["epoch_time_s"].to_numpy(float) * scale) / 3600
     values = rows[metric].to_numpy(float)
     best = np.maximum.accumulate(values) if run.mode == "max" else np.minimum.accumulate(values)
@@ -159,13 +160,13 @@ def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
     None where the preset has no configuration of its own (trial 1 is then a sampled one)."""
     metric = run.metric
     seeds = run.trials[run.trials["trial_index"] == 1]
-    if not run.meta.get("initial") or seeds.empty or math.isnan(seeds.iloc[0][metric]):
+    if not run.plan.initial or seeds.empty or math.isnan(seeds.iloc[0][metric]):
         return None
     seed = seeds.iloc[0]
     head = f"- gain over the preset's own configuration (trial `{seed['trial_id']}`"
     if not seed["stopped_early"]:
         return f"{head}: {metric} = {seed[metric]:.4f}): **{best[metric] - seed[metric]:+.4f}**"
-    epoch = int(seed["epochs"])
+    epoch = int(seed["epochs_trained"])
     curve = run.history[(run.history["trial_id"] == best["trial_id"]) & (run.history["epoch"] == epoch)]
     at_epoch = curve[metric].iloc[0] if not curve.empty and metric in curve else float("nan")
     if math.isnan(at_epoch):
@@ -177,7 +178,7 @@ def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
 def inherited(run: Run) -> list[tuple[str, dict]]:
     """(this sweep's trial id, the earlier trial) for each configuration a warm start took from
     an earlier sweep and trained again, matched on the parameters."""
-    warm = run.meta.get("warm_start") or {}
+    warm = run.plan.warm_start
     earlier = {t["trial_id"]: t for t in warm.get("trials", [])}
     pairs = []
     for earlier_id in warm.get("first", []):
@@ -197,7 +198,7 @@ def _same(a, b) -> bool:
 
 
 def _warm_start_section(run: Run) -> list[str]:
-    warm = run.meta.get("warm_start") or {}
+    warm = run.plan.warm_start
     if not warm:
         return []
     metric = run.metric
@@ -216,7 +217,7 @@ def _warm_start_section(run: Run) -> list[str]:
         for trial_id, earlier in pairs:
             row = run.trials[run.trials["trial_id"] == trial_id].iloc[0]
             lines.append(f"| `{trial_id}` | `{earlier['trial_id']}` | {earlier['value']:.4f} | "
-                         f"{_fmt(row[metric])} | {int(row['epochs'])} |")
+                         f"{_fmt(row[metric])} | {int(row['epochs_trained'])} |")
         lines.append("")
     return lines
 
@@ -225,137 +226,145 @@ def default_report_dir(run_path: str) -> Path:
     """RUN/report for a run folder; ./reports/NAME for a run behind a URI."""
     if is_uri(run_path):
         return Path("reports") / split_name(run_path)[1]
-    return Path(run_path) / "report"
+    return Path(report_folder(run_path))
+
+
+@dataclass
+class Cost:
+    """What the sweep spent, and what it would have without early stopping."""
+    epochs_used: int
+    epochs_full: int
+    hours_used: float  # GPU-hours where trials had GPUs, else CPU-hours (epoch times summed)
+    hours_full: float
+    unit: str  # "GPU-hours" or "CPU-hours"
+
+    @classmethod
+    def of(cls, run: Run) -> Cost:
+        trials, gpu = run.trials, float(run.plan.gpu)
+        scale = gpu if gpu > 0 else 1.0
+        epochs = trials["epochs_trained"]
+        per_epoch = trials["time_s"] / epochs.where(epochs > 0)
+        return cls(epochs_used=int(epochs.sum()), epochs_full=len(trials) * run.max_epochs,
+                   hours_used=float(np.nansum(trials["time_s"])) / 3600 * scale,
+                   hours_full=float(np.nansum(per_epoch * run.max_epochs)) / 3600 * scale,
+                   unit="GPU-hours" if gpu > 0 else "CPU-hours")
 
 
 def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradcam_samples: int = 4,
                  data_dir: Path | None = None) -> Path:
+    """Write `report.md` and its pictures for the run at `run_path`; returns the report's path.
+    One function per section below, each returning its markdown lines."""
     run = load_run(run_path)
     if run.trials.empty:
         raise ReportError(f"{run_path}: no trial has reported yet; wait for the first epoch, or check "
                           f"`sweep status {run_path}`")
     out = Path(out_dir) if out_dir else default_report_dir(run.path)
     out.mkdir(parents=True, exist_ok=True)
-    meta, trials, history, metric = run.meta, run.trials, run.history, run.metric
-    lines: list[str] = []
-    add = lines.append
+    best, cost = best_trial(run), Cost.of(run)
+    bought = compute_bought(run, cost.hours_full)
+    top_trials = ranked(run).head(top)
+    lines = [*summary_section(run, best, cost, bought),
+             *_warm_start_section(run),
+             *top_trials_section(run, top_trials),
+             *curves_section(run, top_trials, bought, cost, out),
+             *hyperparameters_section(run, out),
+             *best_model_section(run, best, out, gradcam_samples, data_dir)]
+    report = out / REPORT_FILE
+    report.write_text("\n".join(lines).rstrip() + "\n")
+    return report
 
-    # --- summary
-    ended = run.outcome()
-    epochs_used = int(trials["epochs"].sum())
-    epochs_full = len(trials) * run.max_epochs
-    gpu = float(meta.get("gpu", 0))
-    hours_used = float(np.nansum(trials["time_s"])) / 3600
-    per_epoch = trials["time_s"] / trials["epochs"].where(trials["epochs"] > 0)
-    hours_full = float(np.nansum(per_epoch * run.max_epochs)) / 3600
-    train = meta["train"]
-    add(f"# Sweep report: {meta['preset']}")
-    add("")
-    add(f"{meta.get('description', '')}")
-    add("")
-    add(f"- run: `{run.path}` (report written {time.strftime('%Y-%m-%d %H:%M')})")
-    add(f"- dataset **{train['dataset']}**, model **{train['model']}**"
-        + (f" ({train['head']} head, pretrained)" if train.get("pretrained") else "")
-        + f", {train['image_size']}px, up to {run.max_epochs} epochs, metric `{metric}` ({run.mode})")
-    add(f"- trials: {len(trials)} — {ended.trained_to_end} completed, {ended.stopped_early} stopped early by ASHA, "
-        f"{ended.errored} errored, {ended.diverged} diverged, "
-        + (f"{ended.out_of_memory} out of GPU memory, " if ended.out_of_memory else "") +
-        f"{ended.unfinished} still running or pending; {ended.retries} retries")
-    add(f"- epochs trained: {epochs_used} of {epochs_full} without early stopping "
-        f"({epochs_used / max(epochs_full, 1):.0%})")
-    label = "GPU-hours" if gpu > 0 else "CPU-hours (epoch times of every trial, summed)"
-    scale = gpu if gpu > 0 else 1
-    add(f"- {label}: {hours_used * scale:.3g} used, about {hours_full * scale:.3g} without early stopping")
-    add("- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
-                                       for k, v in meta["search"].items()))
-    best = best_trial(run)
+
+def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: ComputeBought | None) -> list[str]:
+    plan, trials, metric, ended = run.plan, run.trials, run.metric, run.outcome()
+    train = plan.train
+    lines = [f"# Sweep report: {plan.preset}", "", plan.description, "",
+             f"- run: `{run.path}` (report written {time.strftime('%Y-%m-%d %H:%M')})",
+             f"- dataset **{train['dataset']}**, model **{train['model']}**"
+             + (f" ({train['head']} head, pretrained)" if train.get("pretrained") else "")
+             + f", {train['image_size']}px, up to {run.max_epochs} epochs, metric `{metric}` ({run.mode})",
+             f"- trials: {len(trials)} — {ended.trained_to_end} completed, {ended.stopped_early} stopped early by "
+             f"ASHA, {ended.errored} errored, {ended.diverged} diverged, "
+             + (f"{ended.out_of_memory} out of GPU memory, " if ended.out_of_memory else "")
+             + f"{ended.unfinished} still running or pending; {ended.retries} retries",
+             f"- epochs trained: {cost.epochs_used} of {cost.epochs_full} without early stopping "
+             f"({cost.epochs_used / max(cost.epochs_full, 1):.0%})",
+             f"- {cost.unit}{'' if cost.unit == 'GPU-hours' else ' (epoch times of every trial, summed)'}: "
+             f"{cost.hours_used:.3g} used, about {cost.hours_full:.3g} without early stopping",
+             "- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
+                                            for k, v in plan.search.items())]
     if best is not None:
-        add(f"- **best: trial `{best['trial_id']}`, {metric} = {best[metric]:.4f}** after {best['epochs']} epochs, "
-            "with " + ", ".join(f"`{k}={_fmt(best[k])}`" for k in run.search_keys))
+        lines.append(f"- **best: trial `{best['trial_id']}`, {metric} = {best[metric]:.4f}** after "
+                     f"{best['epochs_trained']} epochs, with "
+                     + ", ".join(f"`{k}={_fmt(best[k])}`" for k in run.search_keys))
         gain = _gain_over_seed(run, best)
         if gain:
-            add(gain)
-    bought = compute_bought(run, hours_full * scale)
+            lines.append(gain)
     if bought is not None:
-        add(bought.line(label.split(" (")[0]))
-    add("")
-    lines.extend(_warm_start_section(run))
+        lines.append(bought.line(cost.unit))
+    return lines + [""]
 
-    # --- results table
-    top_trials = ranked(run).head(top)
-    columns = ["trial_id", "status", "epochs", metric, "stopped_early", "test_acc", *run.search_keys]
-    add(f"## Top {len(top_trials)} trials")
-    add("")
+
+def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
+    metric = run.metric
+    columns = ["trial_id", "status", "epochs_trained", metric, "stopped_early", "test_acc", *run.search_keys]
     table = top_trials[list(dict.fromkeys(columns))].rename(columns={"test_acc": "test_acc (last epoch)"})
-    add(_md_table(table))
-    add("")
-    add(f"`{metric}` is each trial's best epoch; `test_acc (last epoch)` is measured after its last epoch "
-        f"(trials stopped early have none). The test section below evaluates the best trial's checkpoint of "
-        f"its best epoch.")
-    add("")
+    return [f"## Top {len(top_trials)} trials", "", _md_table(table), "",
+            f"`{metric}` is each trial's best epoch; `test_acc (last epoch)` is measured after its last epoch "
+            f"(trials stopped early have none). The test section below evaluates the best trial's checkpoint of "
+            f"its best epoch.", ""]
 
-    # --- curves
-    if not history.empty:
-        add("## Learning curves")
-        add("")
-        colours = plots.trial_colours(list(ranked(run)["trial_id"]))  # one colour per trial in every picture
-        plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png", colours)
-        add(f"Train and validation loss and accuracy of the top {len(top_trials)} trials:")
-        add("")
-        add("![learning curves](curves_top.png)")
-        add("")
-        plots.asha_picture(history, trials, metric, out / "asha.png", colours)
-        add("Every trial's validation curve; ASHA's early stops are dashed:")
-        add("")
-        add("![every trial](asha.png)")
-        add("")
-        if bought is not None:
-            plots.compute_curve(bought.hours, bought.best_so_far, bought.reached_at, bought.fifo_hours, metric,
-                                label.split(" (")[0], out / "compute.png")
-            add("What the compute bought: the best value so far against the trial-hours spent, in the order the "
-                "epochs ended:")
-            add("")
-            add("![best so far against hours](compute.png)")
-            add("")
 
-    # --- hyperparameters
-    scored = trials.dropna(subset=[metric])
-    if run.search_keys and not scored.empty:
-        add("## Hyperparameters")
-        add("")
-        plots.metric_vs_params(scored, metric, meta["search"], out / "params.png")
-        add("![metric against each parameter](params.png)")
-        add("")
-        values = param_importances(run)
-        if values:
-            plots.importances(values, out / "importances.png")
-            add("Parameter importances (Optuna's fANOVA over the trials' best values):")
-            add("")
-            add("| parameter | importance |\n|---|---|")
-            for key, value in values.items():
-                add(f"| `{key}` | {value:.3f} |")
-            add("")
-            add("![importances](importances.png)")
-        else:
-            add("Parameter importances need at least 3 finished trials.")
-        add("")
+def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | None, cost: Cost,
+                   out: Path) -> list[str]:
+    history, metric = run.history, run.metric
+    if history.empty:
+        return []
+    colours = plots.trial_colours(list(ranked(run)["trial_id"]))  # one colour per trial in every picture
+    plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png", colours)
+    plots.asha_picture(history, run.trials, metric, out / "asha.png", colours)
+    lines = ["## Learning curves", "",
+             f"Train and validation loss and accuracy of the top {len(top_trials)} trials:", "",
+             "![learning curves](curves_top.png)", "",
+             "Every trial's validation curve; ASHA's early stops are dashed:", "", "![every trial](asha.png)", ""]
+    if bought is not None:
+        plots.compute_curve(bought.hours, bought.best_so_far, bought.reached_at, bought.fifo_hours, metric,
+                            cost.unit, out / "compute.png")
+        lines += ["What the compute bought: the best value so far against the trial-hours spent, in the order the "
+                  "epochs ended:", "", "![best so far against hours](compute.png)", ""]
+    return lines
 
-    # --- the best model on the test split
-    if best is not None:
-        add(f"## Best model on the test split (trial `{best['trial_id']}`)")
-        add("")
-        add(f"Its checkpoint of epoch {int(best['best_epoch'])}, where {metric} was best ({best[metric]:.4f}):")
-        add("")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            evaluation = evaluate_checkpoint(best["checkpoint"], device, data_dir)
-        except (DataError, TrainerError, ConfigError, OSError) as err:
-            add(f"The test split could not be evaluated here: {str(err).splitlines()[0]}")
-            evaluation = None
-        if evaluation is not None and len(evaluation.labels):
-            lines.extend(_test_section(evaluation, out, gradcam_samples))
-    (out / "report.md").write_text("\n".join(lines).rstrip() + "\n")
-    return out / "report.md"
+
+def hyperparameters_section(run: Run, out: Path) -> list[str]:
+    scored = run.trials.dropna(subset=[run.metric])
+    if not run.search_keys or scored.empty:
+        return []
+    plots.metric_vs_params(scored, run.metric, run.plan.search, out / "params.png")
+    lines = ["## Hyperparameters", "", "![metric against each parameter](params.png)", ""]
+    values = param_importances(run)
+    if not values:
+        return lines + ["Parameter importances need at least 3 finished trials.", ""]
+    plots.importances(values, out / "importances.png")
+    lines += ["Parameter importances (Optuna's fANOVA over the trials' best values):", "",
+              "| parameter | importance |\n|---|---|"]
+    lines += [f"| `{key}` | {value:.3f} |" for key, value in values.items()]
+    return lines + ["", "![importances](importances.png)", ""]
+
+
+def best_model_section(run: Run, best: pd.Series | None, out: Path, gradcam_samples: int,
+                       data_dir: Path | None) -> list[str]:
+    if best is None:
+        return []
+    lines = [f"## Best model on the test split (trial `{best['trial_id']}`)", "",
+             f"Its checkpoint of epoch {int(best['best_epoch'])}, where {run.metric} was best "
+             f"({best[run.metric]:.4f}):", ""]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        evaluation = evaluate_checkpoint(best["checkpoint"], device, data_dir)
+    except (DataError, TrainerError, ConfigError, OSError) as err:
+        return lines + [f"The test split could not be evaluated here: {str(err).splitlines()[0]}"]
+    if len(evaluation.labels):
+        lines += _test_section(evaluation, out, gradcam_samples)
+    return lines
 
 
 def _test_section(ev: TestEvaluation, out: Path, samples: int) -> list[str]:

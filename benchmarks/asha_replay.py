@@ -36,13 +36,13 @@ def curves_of_run(run_path: str, metric: str) -> tuple[list[Curve], dict]:
 
     run = load_run(run_path)
     max_epochs = run.max_epochs
-    preset = load_preset(run.meta["preset_path"])
+    preset = load_preset(run.plan.preset_path)
     curves = []
     for trial_id, rows in run.history.groupby("trial_id"):
         rows = rows.sort_values("epoch")
         if len(rows) == max_epochs:  # trained to the end
             curves.append(Curve([float(v) for v in rows[metric]], [float(v) for v in rows["epoch_time_s"]]))
-    meta = {"preset": run.meta["preset"], "metric": metric, "mode": run.mode, "max_epochs": max_epochs,
+    meta = {"preset": run.plan.preset, "metric": metric, "mode": run.mode, "max_epochs": max_epochs,
             "trials": preset.trials, "grace_period": preset.grace_period,
             "reduction_factor": preset.reduction_factor}  # the preset's own sweep, not the recording's
     return curves, meta
@@ -55,8 +55,8 @@ def real_shares(run_paths: list[str]) -> list[tuple[str, float, int, float]]:
     shares = []
     for path in run_paths:
         run = load_run(path)
-        shares.append((path, float(run.trials["epochs"].sum()) / (len(run.trials) * run.max_epochs),
-                       int(run.meta["grace_period"]), float(run.meta["reduction_factor"])))
+        shares.append((path, float(run.trials["epochs_trained"].sum()) / (len(run.trials) * run.max_epochs),
+                       run.plan.grace_period, float(run.plan.reduction_factor)))
     return shares
 
 

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.augment import PilTrainTransform, TrainTransform  # noqa: E402
 from trainer.config import from_dict  # noqa: E402
-from trainer.data import BatchLoader, PilLoader, load_data  # noqa: E402
+from trainer.data import BatchLoader, PilLoader  # noqa: E402
+from trainer.datasets import load_data  # noqa: E402
 
 
 def write_jpegs(root: Path, count: int, size: tuple[int, int], classes: int = 5) -> None:

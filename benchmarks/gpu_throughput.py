@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.augment import TrainTransform  # noqa: E402
 from trainer.config import from_dict  # noqa: E402
-from trainer.data import BatchLoader, load_data  # noqa: E402
+from trainer.data import BatchLoader  # noqa: E402
+from trainer.datasets import load_data  # noqa: E402
 from trainer.loop import Phase, train_one_epoch  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 

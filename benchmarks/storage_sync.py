@@ -61,9 +61,9 @@ def sweep(s3: S3Server, folder: Path, trials: int, epochs: int, images: int, per
     wall = time.perf_counter() - start
     made = requests(s3.root / "moto.log") - before
     run = load_run(plan.path)
-    assert len(run.trials) == trials and (run.trials["epochs"] == epochs).all(), run.trials
+    assert len(run.trials) == trials and (run.trials["epochs_trained"] == epochs).all(), run.trials
     return {"period": period, "wall_s": wall, "puts": made["write"], "reads": made["read"],
-            "deletes": made["delete"], "epochs": int(run.trials["epochs"].sum())}
+            "deletes": made["delete"], "epochs": int(run.trials["epochs_trained"].sum())}
 
 
 def main() -> None:

@@ -41,9 +41,9 @@ def sweep(name: str, storage: str, samples: int, tpe_asha: bool, seed: int) -> d
     trials = run.trials
     best = trials.sort_values("val_acc", ascending=False).iloc[0]
     # the test accuracy of the best trial that trained to the end (ASHA's stopped ones have none)
-    finished = trials[trials["epochs"] == plan.max_epochs].sort_values("val_acc", ascending=False)
+    finished = trials[trials["epochs_trained"] == plan.max_epochs].sort_values("val_acc", ascending=False)
     trial_rss = run.history["peak_rss_mb"].max() if "peak_rss_mb" in run.history else float("nan")
-    return {"name": name, "seed": seed, "epochs": int(trials["epochs"].sum()), "wall_s": wall,
+    return {"name": name, "seed": seed, "epochs": int(trials["epochs_trained"].sum()), "wall_s": wall,
             "best_val": float(best["val_acc"]), "best_test": float(finished.iloc[0]["test_acc"]),
             "trials": len(trials), "stopped": int(trials["stopped_early"].sum()), "trial_rss_mb": trial_rss}
 

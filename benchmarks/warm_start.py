@@ -42,7 +42,7 @@ def sweep(storage: str, name: str, seed: int, trials: int, epochs: int, warm_fro
     run = load_run(plan.path)
     rows = run.history.dropna(subset=["val_acc"]).sort_values("finished_at", kind="stable")
     return {"path": plan.path, "wall_s": time.perf_counter() - start, "curve": rows["val_acc"].to_numpy(float),
-            "best": float(run.trials["val_acc"].max()), "epochs": int(run.trials["epochs"].sum())}
+            "best": float(run.trials["val_acc"].max()), "epochs": int(run.trials["epochs_trained"].sum())}
 
 
 def epochs_to(curve: np.ndarray, target: float) -> tuple[int, bool]:

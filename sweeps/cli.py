@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from trainer.config import KEYS, TrainConfig, apply_overrides
+from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
+from trainer.metrics import EPOCH_METRICS
 
 from .errors import SweepError, user_errors
 from .presets import Preset, load_preset, preset_names
@@ -90,10 +91,8 @@ def keys() -> None:
 
 def resolve_config(p: Preset, overrides: list[str] | None, data_dir: Path | None, with_initial: bool) -> TrainConfig:
     config = p.trial_config(p.initial) if with_initial else p.train
-    items = list(overrides or [])
-    if data_dir is not None:
-        items.append(f"data_dir={data_dir}")
-    return apply_overrides(config, items) if items else config
+    config = apply_overrides(config, overrides) if overrides else config
+    return from_dict({"data_dir": str(data_dir)}, base=config) if data_dir is not None else config
 
 
 @app.command()
@@ -119,16 +118,14 @@ def train(
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out / "config.yaml", lambda f: f.write(yaml.safe_dump(config.to_dict()).encode()))
-        headers = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "img/s", "sec"]
-        widths = [5, 9, 10, 9, 8, 7, 8, 6]
+        shown = [m for m in EPOCH_METRICS if m.column]
+        headers = [m.column for m in shown]
+        widths = [max(len(m.column), 5 if m.fmt == "d" else 8) for m in shown]
         typer.echo(f"training {p.name}: {config.model} on {config.dataset}, {config.epochs} epochs")
         typer.echo(_format_row(headers, widths))
 
         def report(metrics: dict, save) -> None:
-            typer.echo(_format_row([str(metrics["epoch"]), f"{metrics['lr']:.3g}", f"{metrics['train_loss']:.4f}",
-                                    f"{metrics['train_acc']:.4f}", f"{metrics['val_loss']:.4f}",
-                                    f"{metrics['val_acc']:.4f}", f"{metrics['images_per_s']:.0f}",
-                                    f"{metrics['epoch_time_s']:.1f}"], widths))
+            typer.echo(_format_row([format(metrics[m.name], m.fmt) for m in shown], widths))
             if out is not None:
                 save(out)
                 with open(out / "metrics.jsonl", "a") as f:
@@ -176,16 +173,11 @@ def run(
 
     with user_errors():
         p = load_preset(preset)
-        items = list(overrides or [])
-        if data_dir is not None:
-            items.append(f"data_dir={data_dir.expanduser().resolve()}")
-        if max_epochs is not None:
-            items.append(f"epochs={max_epochs}")
-        if seed is not None:
-            items.append(f"seed={seed}")
-        plan = SweepPlan.make(p, overrides=items, samples=samples, concurrency=concurrency, gpus=gpus_per_trial,
-                              cpus=cpus_per_trial, storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
-                              name=name, seed=seed, mlflow=mlflow, wandb=wandb)
+        plan = SweepPlan.make(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
+                              gpus=gpus_per_trial, cpus=cpus_per_trial,
+                              storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
+                              mlflow=mlflow, wandb=wandb, epochs=max_epochs,
+                              data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None)
         plan.early_stopping = not no_early_stopping
         if warm_start:
             from .warmstart import describe, load_warm_start
@@ -279,13 +271,13 @@ def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of 
 def _status_lines(run_data) -> tuple[list[str], bool]:
     """The status table of a run as lines, and whether every planned trial has ended."""
     table = run_data.trials
-    planned = int(run_data.meta.get("trials", len(table)))
+    planned = run_data.plan.trials
     ended = int(table["status"].isin(["TERMINATED", "ERROR"]).sum()) if not table.empty else 0
-    lines = [f"{run_data.meta.get('preset', '?')}: {ended} of {planned} trials ended, metric {run_data.metric} "
+    lines = [f"{run_data.plan.preset}: {ended} of {planned} trials ended, metric {run_data.metric} "
              f"({run_data.mode}), max epochs {run_data.max_epochs}"]
     if table.empty:
         return lines + ["no trial has reported yet"], False
-    cols = ["trial_id", "status", "epochs", run_data.metric, "stopped_early", "retries"]
+    cols = ["trial_id", "status", "epochs_trained", run_data.metric, "stopped_early", "retries"]
     rows = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols] for _, r in table.iterrows()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(cols)]
     lines += [_format_row(cols, widths)] + [_format_row(row, widths) for row in rows]

@@ -8,15 +8,17 @@ from contextlib import contextmanager
 import typer
 
 from trainer.config import ConfigError
-from trainer.data import DataError
-from trainer.models import TrainerError
+from trainer.errors import DataError, TrainerError
 
 from .presets import PresetError
-from .rundir import RunFolderError
 
 
 class SweepError(RuntimeError):
     """A sweep cannot start or go on for a reason the user can fix; one line."""
+
+
+class RunFolderError(RuntimeError):
+    """A path is not a readable run folder; one line."""
 
 
 USER_ERRORS = (ConfigError, PresetError, DataError, TrainerError, SweepError, RunFolderError)

@@ -251,13 +251,14 @@ class Driver:
 
 def newest_checkpoints(run: str) -> dict[str, int]:
     """Per trial folder, the epoch of its newest checkpoint in the bucket."""
-    from .layout import CHECKPOINT_DIR
-    from .storage import join, list_folder
+    from .layout import CHECKPOINT_DIR, is_trial_folder, trial_folder
+    from .storage import list_folder
 
     found = {}
     for folder, is_dir in list_folder(run):
-        if is_dir and folder.startswith("trial_"):
-            epochs = [int(m.group(1)) for n, _ in list_folder(join(run, folder)) if (m := CHECKPOINT_DIR.match(n))]
+        if is_dir and is_trial_folder(folder):
+            names = [n for n, _ in list_folder(trial_folder(run, folder))]
+            epochs = [int(m.group(1)) for n in names if (m := CHECKPOINT_DIR.match(n))]
             found[folder] = max(epochs, default=0)
     return found
 
@@ -267,8 +268,9 @@ def kill_and_resume(s3: S3Server, cluster: FakeCluster, root: Path, index: int, 
     moment after a trial's second epoch; then `sweep resume`. What happened, measured."""
     import random
 
+    from .layout import is_trial_folder, trial_folder
     from .rundir import experiment_state, load_run, read_results
-    from .storage import join, list_folder
+    from .storage import list_folder
 
     name, env = f"demo-{index}", cluster.env()
     run = s3.uri(f"runs/{name}")
@@ -315,7 +317,7 @@ def kill_and_resume(s3: S3Server, cluster: FakeCluster, root: Path, index: int, 
     states = experiment_state(run)
     trained_twice, epochs_seen = {}, {}
     for trial_id in trials["trial_id"]:
-        rows = [r for r in read_results(join(run, states[trial_id]["folder"]), keep_repeats=True)
+        rows = [r for r in read_results(trial_folder(run, states[trial_id]["folder"]), keep_repeats=True)
                 if not r.get("failure")]
         trained = [int(r["epoch"]) for r in rows if not r.get("replayed")]
         trained_twice[trial_id] = len(trained) - len(set(trained))
@@ -323,10 +325,10 @@ def kill_and_resume(s3: S3Server, cluster: FakeCluster, root: Path, index: int, 
     figures = {
         "round": index, "demand_to_worker_s": first_worker - demand, "demand_to_first_epoch_s": first_epoch - demand,
         "resume_s": resume_s, "resume_exit": resumed.returncode, "resume_output": resumed.stdout + resumed.stderr,
-        "planned": int(load_run(run).meta["trials"]), "trials": len(trials),
-        "trial_folders": sum(1 for n, is_dir in list_folder(run) if is_dir and n.startswith("trial_")),
+        "planned": load_run(run).plan.trials, "trials": len(trials),
+        "trial_folders": sum(1 for n, is_dir in list_folder(run) if is_dir and is_trial_folder(n)),
         "all_finished": bool((trials["status"] == "TERMINATED").all()),
-        "epochs_complete": all(seen == list(range(1, int(t["epochs"]) + 1))
+        "epochs_complete": all(seen == list(range(1, int(t["epochs_trained"]) + 1))
                                for (_, t), seen in zip(trials.iterrows(), epochs_seen.values())),
         "trained_twice": trained_twice, "checkpointed_at_kill": at_kill, "nodes": set(trials["node"]),
     }

@@ -11,17 +11,19 @@ from typing import Any
 
 from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
 
-from .errors import SweepError
+from .errors import RunFolderError, SweepError
+from .layout import plan_file
 from .presets import Param, Preset, PresetError
-from .storage import absolute, exists, join, read_text, split_name, write_text
+from .storage import absolute, join, list_folder, read_text_or_none, split_name, write_text
 
-PLAN_FILE = "resweep.json"
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
 TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
                 "imagefolder": 10000}
 # Sustained training throughput assumed for the GPU-hours estimate: 50 TFLOP/s, about
 # 2,000 ResNet50 training images/s at 224 (3 x 8.2 GFLOP each), what bf16 reaches on an A100.
 ASSUMED_FLOPS = 50e12
+# training keys that `sweep run` takes as typed options of their own
+TYPED_OPTIONS = {"epochs": "--max-epochs", "data_dir": "--data-dir", "seed": "--seed"}
 
 
 @dataclass
@@ -43,7 +45,7 @@ class SweepPlan:
     seed: int
     storage: str  # absolute folder or URI
     name: str
-    overrides: list[str]
+    overrides: list[str]  # the --set items, as given
     created: float = 0.0
     # The baselines benchmarks/sweep_efficiency.py compares against (not on the command line):
     sampler: str = "tpe"  # tpe | random
@@ -71,9 +73,19 @@ class SweepPlan:
     @classmethod
     def make(cls, p: Preset, overrides: list[str], samples: int | None, concurrency: int | None,
              gpus: float | None, cpus: float | None, storage: str, name: str | None, seed: int | None,
-             mlflow: str | None = None, wandb: str | None = None) -> SweepPlan:
+             mlflow: str | None = None, wandb: str | None = None, epochs: int | None = None,
+             data_dir: str | None = None) -> SweepPlan:
+        """The plan of preset `p` with the command line's values: `overrides` are --set KEY=VALUE
+        items; `epochs`, `data_dir` and `seed` come typed from --max-epochs, --data-dir and --seed
+        and win over both."""
         base = apply_overrides(p.train, overrides) if overrides else p.train
-        set_keys = {o.split("=", 1)[0].strip() for o in overrides}
+        typed = {k: v for k, v in (("epochs", epochs), ("data_dir", data_dir), ("seed", seed)) if v is not None}
+        for key, value in typed.items():
+            try:
+                base = from_dict({key: value}, base=base)
+            except ConfigError as err:
+                raise SweepError(f"{TYPED_OPTIONS[key]} {value}: {err}") from None
+        set_keys = {o.split("=", 1)[0].strip() for o in overrides} | set(typed)
         search = {k: {v.kind: v.args} for k, v in p.search.items() if k not in set_keys}  # --set fixes a key
         initial = {k: v for k, v in p.initial.items() if k in search}
         if samples is not None and samples < 1:
@@ -94,7 +106,7 @@ class SweepPlan:
                    search=search, initial=initial, trials=samples or p.trials,
                    concurrency=p.concurrency if concurrency is None else concurrency, gpu=gpu, cpu=cpu,
                    grace_period=p.grace_period, reduction_factor=p.reduction_factor, metric=p.metric,
-                   mode=p.mode, seed=base.seed if seed is None else seed, storage=absolute(storage),
+                   mode=p.mode, seed=base.seed, storage=absolute(storage),
                    name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
                    created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
                    wandb=p.wandb if wandb is None else wandb)
@@ -106,20 +118,23 @@ class SweepPlan:
         return plan
 
     def save(self) -> None:
-        write_text(join(self.path, PLAN_FILE), json.dumps(asdict(self), indent=2, sort_keys=True))
+        write_text(plan_file(self.path), json.dumps(asdict(self), indent=2, sort_keys=True))
 
     @classmethod
     def load(cls, run_path: str) -> SweepPlan:
+        """The plan a run folder holds; RunFolderError (one line) where it is not a run folder."""
         run_path = absolute(run_path)
-        plan_file = join(run_path, PLAN_FILE)
-        if not exists(plan_file):
-            raise SweepError(f"{run_path}: not a sweep run folder (no {PLAN_FILE}); give the folder that "
-                             f"`sweep run` printed")
+        text = read_text_or_none(plan_file(run_path))
+        if text is None:
+            if not list_folder(run_path):
+                raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
+            raise RunFolderError(f"{run_path}: not a sweep run folder (no {split_name(plan_file(run_path))[1]}); "
+                                 f"give the folder that `sweep run` printed")
         try:
-            data = json.loads(read_text(plan_file))
-            plan = cls(**data)
+            plan = cls(**json.loads(text))
         except (ValueError, TypeError) as err:
-            raise SweepError(f"{plan_file}: unreadable ({err}); it was written by another version?") from None
+            raise RunFolderError(f"{plan_file(run_path)} is damaged or from another version ({err}); it is "
+                                 f"written once when the sweep starts") from None
         # the folder may have moved since: trust where it is now
         if plan.path != run_path:
             plan.storage, plan.name = split_name(run_path)

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
+from trainer.metrics import RANKED
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
@@ -39,7 +40,6 @@ SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "me
               "concurrency": int}
 RESOURCE_KEYS = {"gpu": float, "cpu": float}
 TRACKING_KEYS = {"mlflow": str, "wandb": str}
-METRICS = ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc")
 
 
 class PresetError(ValueError):
@@ -250,8 +250,8 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
     preset = Preset(name=name, path=path, description=str(data.get("description", "")),
                     source=str(data.get("source", "")), train=train, search=search, initial=initial,
                     raw=data, **sweep)
-    if preset.metric not in METRICS:
-        raise PresetError(f"{path}: sweep.metric={preset.metric!r}; allowed: {', '.join(METRICS)}")
+    if preset.metric not in RANKED:
+        raise PresetError(f"{path}: sweep.metric={preset.metric!r}; allowed: {', '.join(RANKED)}")
     if preset.mode not in ("max", "min"):
         raise PresetError(f"{path}: sweep.mode={preset.mode!r}; allowed: max, min")
     if preset.trials < 1 or preset.grace_period < 1 or preset.reduction_factor <= 1 or preset.concurrency < 0:

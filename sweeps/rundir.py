@@ -1,9 +1,9 @@
 """Reading a run folder: what `sweep status` and `analysis` know about a sweep, finished,
 interrupted or still running.
 
-A run folder holds `resweep.json` (the plan), Ray Tune's `experiment_state-*.json` (trial
-states and retries, read as JSON, never unpickled) and a `trial_<id>/` folder per trial
-with `params.json`, `result.json` (one JSON line per epoch) and its kept checkpoints.
+A run folder (sweeps.layout names its files) holds the plan, Ray Tune's trial states (read
+as JSON, never unpickled) and a folder per trial with its parameters, a JSON line per epoch
+(the names of trainer.metrics) and its kept checkpoints.
 """
 
 from __future__ import annotations
@@ -18,15 +18,21 @@ from typing import Any
 
 import pandas as pd
 
-from .layout import CHECKPOINT_KEY, TRIAL_PREFIX
-from .presets import optuna_distributions
-from .storage import absolute, join, list_folder, read_text_or_none, write_bytes
+from trainer.errors import DIVERGED, OUT_OF_MEMORY
+from trainer.metrics import BY_NAME, current_names
 
-# Columns of the trials table besides the searched parameters.
-TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs", "stopped_early", "failure", "diverged", "retries",
-                 "best_epoch",
-                 "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node", "checkpoint",
-                 "error"]
+from .errors import RunFolderError
+from .layout import (CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_folder, error_file, is_state_file, is_trial_folder,
+                     optuna_db, params_file, result_file, state_file, trial_folder, trial_folder_name)
+from .plan import SweepPlan
+from .presets import optuna_distributions
+from .storage import absolute, list_folder, read_text_or_none, write_bytes
+
+# Columns of the trials table besides the sweep's metric (each trial's best value) and the
+# searched parameters. `epochs_trained`: epochs the trial trained, at most the plan's max_epochs.
+TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs_trained", "stopped_early", "failure", "diverged",
+                 "retries", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node",
+                 "checkpoint", "error"]
 
 
 @dataclass(frozen=True)
@@ -48,28 +54,15 @@ class Outcome:
                 + self.unfinished + self.not_started)
 
 
-class RunFolderError(RuntimeError):
-    """A path is not a readable run folder; one line."""
-
-
-def read_plan(run_path: str) -> dict[str, Any]:
-    text = read_text_or_none(join(run_path, "resweep.json"))
-    if text is None:
-        if not list_folder(run_path):
-            raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
-        raise RunFolderError(f"{run_path}: not a sweep run folder (no resweep.json); give the folder that "
-                             f"`sweep run` printed")
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise RunFolderError(f"{run_path}/resweep.json is damaged; it is written once when the sweep starts") from None
+__all__ = ["Outcome", "Run", "RunFolderError", "load_run", "experiment_state", "read_results", "parse_results",
+           "export_study"]
 
 
 def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
     """trial_id -> {status, retries, config} from Tune's newest experiment state (empty if none)."""
-    names = sorted(n for n, _ in list_folder(run_path) if n.startswith("experiment_state-") and n.endswith(".json"))
+    names = sorted(n for n, _ in list_folder(run_path) if is_state_file(n))
     for name in reversed(names):
-        text = read_text_or_none(join(run_path, name))
+        text = read_text_or_none(state_file(run_path, name))
         try:
             data = json.loads(text or "")
         except ValueError:
@@ -83,7 +76,7 @@ def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
                 continue
             tag = str(meta.get("experiment_tag", ""))
             states[meta["trial_id"]] = {"status": meta.get("status", "UNKNOWN"),
-                                        "folder": meta.get("relative_logdir") or f"{TRIAL_PREFIX}{meta['trial_id']}",
+                                        "folder": meta.get("relative_logdir") or trial_folder_name(meta["trial_id"]),
                                         "index": int(tag.split("_", 1)[0]) if tag[:1].isdigit() else 0,
                                         "retries": int(run_meta.get("num_failures", 0) or 0),
                                         "config": meta.get("config", {})}
@@ -98,16 +91,16 @@ def read_results(trial_path: str, keep_repeats: bool = False) -> list[dict[str, 
     first reports again the epochs its checkpoint holds (`replayed`), which never replace a
     first report; an epoch trained again replaces the earlier one. `keep_repeats`: every
     line as written."""
-    return parse_results(read_text_or_none(join(trial_path, "result.json")) or "", keep_repeats)
+    return parse_results(read_text_or_none(result_file(trial_path)) or "", keep_repeats)
 
 
 def parse_results(text: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
-    """`read_results` of a result.json's text."""
+    """`read_results` of a result file's text (older metric names read as today's)."""
     rows = []
     for line in text.splitlines():
         try:
-            rows.append(json.loads(line))
-        except ValueError:
+            rows.append(current_names(json.loads(line)))
+        except (ValueError, AttributeError):
             continue  # a line still being written
     if keep_repeats:
         return rows
@@ -139,65 +132,73 @@ def _finite(value: Any) -> float:
 @dataclass
 class Run:
     path: str
-    meta: dict[str, Any]  # the plan, as resweep.json holds it
-    trials: pd.DataFrame  # a row per trial
-    history: pd.DataFrame  # a row per trial and epoch
+    plan: SweepPlan  # what the sweep was asked to do (its resweep.json)
+    trials: pd.DataFrame  # a row per trial (TRIAL_COLUMNS, the metric, the searched keys)
+    history: pd.DataFrame  # a row per trial and epoch (trial_id and the trainer.metrics names)
 
     @property
     def metric(self) -> str:
-        return self.meta["metric"]
+        return self.plan.metric
 
     @property
     def mode(self) -> str:
-        return self.meta["mode"]
+        return self.plan.mode
 
     @property
     def max_epochs(self) -> int:
-        return int(self.meta["train"]["epochs"])
+        return self.plan.max_epochs
 
     @property
     def search_keys(self) -> list[str]:
-        return list(self.meta["search"])
+        return list(self.plan.search)
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """The trials that have a value of the metric and did not fail: the ones a ranking may name."""
+        trials = self.trials
+        if trials.empty:
+            return trials
+        return trials[trials[self.metric].notna() & (trials["failure"] == "")]
 
     def outcome(self) -> Outcome:
         trials = self.trials
         if trials.empty:
-            return Outcome(0, 0, 0, 0, 0, 0, int(self.meta.get("trials", 0)), 0)
+            return Outcome(0, 0, 0, 0, 0, 0, self.plan.trials, 0)
         ended = trials[trials["status"] == "TERMINATED"]
         early = int(ended["stopped_early"].sum())
-        diverged = int((ended["failure"] == "diverged").sum())
-        out_of_memory = int((ended["failure"] == "out of memory").sum())
+        diverged = int((ended["failure"] == DIVERGED).sum())
+        out_of_memory = int((ended["failure"] == OUT_OF_MEMORY).sum())
         errored = int((trials["status"] == "ERROR").sum())
         return Outcome(trained_to_end=len(ended) - early - int((ended["failure"] != "").sum()),
                        stopped_early=early, diverged=diverged, out_of_memory=out_of_memory, errored=errored,
                        unfinished=len(trials) - len(ended) - errored,
-                       not_started=max(0, int(self.meta.get("trials", len(trials))) - len(trials)),
+                       not_started=max(0, self.plan.trials - len(trials)),
                        retries=int(trials["retries"].sum()))
 
 
 def load_run(run_path: str) -> Run:
     """The plan, trials table and per-epoch history of a run folder."""
     run_path = absolute(run_path)
-    plan = read_plan(run_path)
-    metric, mode, max_epochs = plan["metric"], plan["mode"], int(plan["train"]["epochs"])
-    search_keys = list(plan["search"])
+    plan = SweepPlan.load(run_path)
+    metric, mode, max_epochs = plan.metric, plan.mode, plan.max_epochs
+    search_keys = list(plan.search)
     states = experiment_state(run_path)
-    trial_dirs = {n: join(run_path, n) for n, is_dir in list_folder(run_path) if is_dir and n.startswith(TRIAL_PREFIX)}
+    trial_dirs = {n: trial_folder(run_path, n) for n, is_dir in list_folder(run_path) if is_dir and is_trial_folder(n)}
     rows, history = [], []
     # A folder Tune's state does not list belongs to a trial that started after the last state
     # snapshot of a driver that then died; the resumed sweep replaced it, so it is left out.
     if not states:  # no state copied yet: a trial per folder
-        states = {n[len(TRIAL_PREFIX):]: {"folder": n} for n in trial_dirs}
+        states = {n[len(trial_folder_name("")):]: {"folder": n} for n in trial_dirs}
     for trial_id in sorted(states):
         path = trial_dirs.get(states[trial_id]["folder"])
         results = read_results(path) if path else []
         state = states.get(trial_id, {})
-        params = state.get("config") or json.loads(read_text_or_none(join(path, "params.json")) or "{}") if path else \
+        params = state.get("config") or json.loads(read_text_or_none(params_file(path)) or "{}") if path else \
             state.get("config", {})
         status = state.get("status")
         last = results[-1] if results else {}
         if status is None:  # no experiment state yet: infer from the files
-            status = "ERROR" if path and read_text_or_none(join(path, "error.txt")) else \
+            status = "ERROR" if path and read_text_or_none(error_file(path)) else \
                 ("TERMINATED" if last.get("done") else ("RUNNING" if results else "PENDING"))
         failure = str(last.get("failure") or "")  # diverged / out of memory: halted, not retried
         epoch_rows = [r for r in results if not r.get("failure")]
@@ -207,20 +208,20 @@ def load_run(run_path: str) -> Run:
         best_value, best_row = (math.nan, {})
         if values:
             best_value, best_row = (max if mode == "max" else min)(values, key=lambda vr: vr[0])
-        kept = {n for n, is_dir in list_folder(path) if is_dir and n.startswith("checkpoint_")} if path else set()
+        kept = {n for n, is_dir in list_folder(path) if is_dir and CHECKPOINT_DIR.match(n)} if path else set()
         ranked = sorted(((v, r) for v, r in values if _checkpoint_of(r) in kept), key=lambda vr: vr[0],
                         reverse=mode == "max")
-        checkpoint = join(path, _checkpoint_of(ranked[0][1])) if ranked else ""
+        checkpoint = checkpoint_folder(path, _checkpoint_of(ranked[0][1])) if ranked else ""
         error = ""
         if status == "ERROR" and path:
-            error_text = (read_text_or_none(join(path, "error.txt")) or "").strip().splitlines()
+            error_text = (read_text_or_none(error_file(path)) or "").strip().splitlines()
             error = error_text[-1][:200] if error_text else "error"
         if failure:
             error = str(last.get("error", failure))[:200]
         row = {
-            "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs": epochs,
+            "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs_trained": epochs,
             "stopped_early": bool(status == "TERMINATED" and not failure and epochs < max_epochs),
-            "failure": failure, "diverged": int(failure == "diverged"), "retries": state.get("retries", 0),
+            "failure": failure, "diverged": int(failure == DIVERGED), "retries": state.get("retries", 0),
             metric: best_value, "best_epoch": int(best_row.get("epoch", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
@@ -231,26 +232,24 @@ def load_run(run_path: str) -> Run:
         row.update({k: params.get(k) for k in search_keys})
         rows.append(row)
         for r in epoch_rows:
-            history.append({"trial_id": trial_id, **{k: r.get(k) for k in (
-                "epoch", "phase", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "test_acc",
-                "test_loss", "images_per_s", "epoch_time_s", "finished_at", "peak_rss_mb") if k in r}})
+            history.append({"trial_id": trial_id, **{k: r[k] for k in BY_NAME if k in r}})
     columns = list(dict.fromkeys(TRIAL_COLUMNS[:4] + [metric] + TRIAL_COLUMNS[4:] + search_keys))
     trials = pd.DataFrame(rows, columns=columns).sort_values(["trial_index", "trial_id"], ignore_index=True)
     return Run(run_path, plan, trials, pd.DataFrame(history))
 
 
-def export_study(plan, run: Run) -> str:
+def export_study(run: Run) -> str:
     """Write the sweep as an Optuna study to `<run>/optuna.db` (SQLite), for optuna-dashboard
     and for the parameter importances of the report. Per-epoch values are its intermediate
     values; trials stopped by ASHA are PRUNED."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trials, history = run.trials, run.history
+    plan, trials, history = run.plan, run.trials, run.history
     direction = "maximize" if plan.mode == "max" else "minimize"
     distributions = optuna_distributions(plan.search)
     with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "optuna.db")
+        db = os.path.join(tmp, "study.db")
         study = optuna.create_study(storage=f"sqlite:///{db}", study_name=plan.name, direction=direction)
         study.set_user_attr("preset", plan.preset)
         for _, row in trials.iterrows():
@@ -271,6 +270,6 @@ def export_study(plan, run: Run) -> str:
                 params=params, distributions=distributions, state=state,
                 value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
                 intermediate_values=intermediate, user_attrs={"trial_id": row["trial_id"]}))
-        target = join(plan.path, "optuna.db")
+        target = optuna_db(run.path)
         write_bytes(target, Path(db).read_bytes())
     return target

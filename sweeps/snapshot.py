@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import os
 import json
-import re
 import tarfile
 import time
 from pathlib import Path
@@ -35,14 +34,11 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from .layout import TRIAL_PREFIX
-from .storage import filesystem, join, list_folder, write_bytes
+from .layout import (CHECKPOINT_DIR, STATE_FILE, is_state_file, is_trial_folder, result_file, state_archive,
+                     state_file, trial_folder, trial_folder_name)
+from .storage import filesystem, list_folder, write_bytes
 
-ARCHIVE = "tune-state.tar"
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
-# Tune's own state files at the top of a run folder (what `Tuner.restore` reads back).
-STATE_FILE = re.compile(r"^(experiment_state|search_gen_state|searcher-state|callback-states|basic-variant-state)"
-                        r"-[\w.-]+\.(json|pkl)$|^tuner\.pkl$")
 
 
 def _staging_files(trials) -> tuple[list[Path], str] | None:
@@ -70,7 +66,7 @@ def write_archive(trials) -> bool:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in files:
             tar.add(path, arcname=path.name, recursive=False)
-    target = f"{run_fs_path.rstrip('/')}/{ARCHIVE}"
+    target = state_archive(run_fs_path.rstrip("/"))
     if fs.type_name == "local":
         write_bytes(target, buffer.getvalue())  # renamed into place
     else:
@@ -81,7 +77,7 @@ def write_archive(trials) -> bool:
 
 def _read_archive(run_path: str) -> dict[str, bytes]:
     """The state files in the run's archive, by name (empty: no archive)."""
-    fs, inner = filesystem(join(run_path, ARCHIVE))
+    fs, inner = filesystem(state_archive(run_path))
     try:
         with fs.open_input_stream(inner) as f:
             data = f.read()
@@ -92,14 +88,14 @@ def _read_archive(run_path: str) -> dict[str, bytes]:
         for member in tar.getmembers():
             if member.isfile() and STATE_FILE.match(member.name):  # plain names only: nothing lands elsewhere
                 members[member.name] = tar.extractfile(member).read()
-    return members if any(name.startswith("experiment_state-") for name in members) else {}
+    return members if any(is_state_file(name) for name in members) else {}
 
 
 def _trial_folders(members: dict[str, bytes]) -> set[str]:
     """The folder names of the trials in the archived state."""
-    state = json.loads(members[max(n for n in members if n.startswith("experiment_state-"))])
+    state = json.loads(members[max(n for n in members if is_state_file(n))])
     trials = [json.loads(entry[0]) for entry in state.get("trial_data", [])]
-    return {t.get("relative_logdir") or f"{TRIAL_PREFIX}{t['trial_id']}" for t in trials}
+    return {t.get("relative_logdir") or trial_folder_name(t["trial_id"]) for t in trials}
 
 
 def restore_archive(run_path: str) -> set[str] | None:
@@ -110,10 +106,10 @@ def restore_archive(run_path: str) -> set[str] | None:
         return None
     for name, is_dir in list_folder(run_path):
         if not is_dir and STATE_FILE.match(name) and name not in members and name != "tuner.pkl":
-            fs, inner = filesystem(join(run_path, name))
+            fs, inner = filesystem(state_file(run_path, name))
             fs.delete_file(inner)  # a later session's files, copied in part
     for name, content in members.items():
-        write_bytes(join(run_path, name), content)
+        write_bytes(state_file(run_path, name), content)
     return _trial_folders(members)
 
 
@@ -123,12 +119,12 @@ def remove_orphans(run_path: str, known: set[str]) -> list[str]:
     resumed sweep samples their place anew). Returns the folders removed."""
     removed = []
     for name, is_dir in list_folder(run_path):
-        if not is_dir or not name.startswith(TRIAL_PREFIX) or name in known:
+        if not is_dir or not is_trial_folder(name) or name in known:
             continue
-        entries = list_folder(join(run_path, name))
-        if any(n.startswith("checkpoint_") for n, _ in entries):
+        entries = list_folder(trial_folder(run_path, name))
+        if any(CHECKPOINT_DIR.match(n) for n, _ in entries):
             continue  # work was kept: never deleted, and the readers leave the folder out
-        fs, inner = filesystem(join(run_path, name))
+        fs, inner = filesystem(trial_folder(run_path, name))
         fs.delete_dir(inner)
         removed.append(name)
     return removed
@@ -144,7 +140,7 @@ class ArchiveState(Callback):
         found = _staging_files(trials)
         if not found:
             return
-        stamp = max((p.stat().st_mtime_ns for p in found[0] if p.name.startswith("experiment_state-")), default=None)
+        stamp = max((p.stat().st_mtime_ns for p in found[0] if is_state_file(p.name)), default=None)
         if stamp is not None and (force or stamp != self._seen):
             self._seen = stamp
             write_archive(trials)
@@ -162,7 +158,7 @@ def _stored_results(trial) -> list[dict]:
 
     fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
     try:
-        with fs.open_input_stream(f"{folder}/result.json") as f:
+        with fs.open_input_stream(result_file(folder)) as f:
             return [r for r in parse_results(f.read().decode(errors="replace")) if not r.get("failure")]
     except (FileNotFoundError, OSError):
         return []

@@ -16,15 +16,12 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 
+from trainer.metrics import EPOCH_METRICS
+
 from .errors import SweepError
 
-# result key -> TensorBoard tag; TensorBoard groups the tags by what comes before the '/'
-TENSORBOARD_TAGS = {
-    "train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "loss/test",
-    "train_acc": "accuracy/train", "val_acc": "accuracy/val", "val_top5": "accuracy/val_top5",
-    "test_acc": "accuracy/test", "lr": "learning_rate", "images_per_s": "throughput/images_per_s",
-    "epoch_time_s": "time/epoch_s",
-}
+# result key -> TensorBoard tag (trainer.metrics names both)
+TENSORBOARD_TAGS = {m.name: m.tag for m in EPOCH_METRICS if m.tag}
 EXTRAS = {"mlflow": "mlflow", "wandb": "wandb"}
 
 

@@ -29,7 +29,8 @@ from ray import tune
 
 from trainer.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from trainer.config import from_dict
-from trainer.data import DataBundle, data_key, load_data
+from trainer.data import DataBundle
+from trainer.datasets import data_key, load_data
 from trainer.loop import TrialHalted, train
 
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name

@@ -25,16 +25,17 @@ from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from trainer.data import load_data
+from trainer.datasets import load_data
 
 from .cluster import Cluster, check_reachable, find_cluster
 from .errors import SweepError
+from .layout import plan_file, trial_folder_name
 from .plan import SweepPlan
-from .presets import optuna_distributions
+from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
-from .storage import check_writable, exists, is_uri, join
+from .storage import check_writable, exists, is_uri
 from .tracking import tracking_callbacks
 from .trial import run_trial
 from .warmstart import first_points, seed_searcher
@@ -67,7 +68,7 @@ warnings.filterwarnings("ignore", message=r"The reported value is ignored becaus
 
 
 def trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
+    return trial_folder_name(trial.trial_id)
 
 
 def connect(cluster: Cluster) -> bool:
@@ -163,7 +164,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
                       f"their folders are removed and the places sampled anew", flush=True)
     if resume and not Tuner.can_restore(plan.path):
         raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
-    if not resume and exists(join(plan.path, "resweep.json")):
+    if not resume and exists(plan_file(plan.path)):
         raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
                          f"or pass another --name")
     if cluster.local:
@@ -228,14 +229,13 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
 def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
     run = load_run(plan.path)
     trials = run.trials
-    export_study(plan, run)
+    export_study(run)
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
     best = None
-    scored = trials.dropna(subset=[plan.metric]) if not trials.empty else trials
-    scored = scored[scored["failure"] == ""] if not scored.empty else scored
+    scored = run.scored
     if not scored.empty:
         row = scored.sort_values(plan.metric, ascending=plan.mode == "min", kind="stable").iloc[0]  # as the report
-        best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs"]),
+        best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs_trained"]),
                 "params": {k: _plain(row[k]) for k in plan.search}}
     ended = run.outcome()
     outcome = {"trained to the end": ended.trained_to_end, "stopped early by ASHA": ended.stopped_early,
@@ -247,13 +247,21 @@ def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
 
 
 def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
-    """The `sweep train` command line that trains `params` alone, with the sweep's own overrides."""
+    """The `sweep train` command line that trains `params` alone: the preset, then a --set for
+    every training key the sweep changed (by --set, --max-epochs, --seed) and --data-dir."""
     from .presets import preset_dir
 
     preset_file = Path(plan.preset_path).resolve()  # absolute: the command works from any folder
     shipped = preset_file.parent == preset_dir().resolve()
-    sets = [*plan.overrides, *(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())]
-    return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file),
+    try:
+        preset_train = load_preset(str(preset_file)).train.to_dict()
+    except PresetError:  # moved or edited since: the sweep's whole training config
+        preset_train = {}
+    changed = {k: v for k, v in plan.train.items() if v != preset_train.get(k) and k not in params and k != "data_dir"}
+    sets = [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in {**changed, **params}.items()]
+    data_dir = ["--data-dir", plan.train["data_dir"]] if plan.train.get("data_dir") != preset_train.get("data_dir") \
+        else []
+    return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file), *data_dir,
                        *(part for item in sets for part in ("--set", item))])
 
 

@@ -51,7 +51,8 @@ def _in_space(param: Param, value: Any) -> tuple[bool, Any]:
 def load_warm_start(source: str, plan) -> dict[str, Any]:
     """What the sweep `plan` takes from the earlier sweep at `source` (folder or URI): the
     `warm_start` entry of its plan. Raises SweepError for an earlier sweep it cannot use."""
-    from .rundir import RunFolderError, load_run
+    from .errors import RunFolderError
+    from .rundir import load_run
 
     flag = f"--warm-start {source}"
     try:
@@ -69,7 +70,7 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
         key = fixed_now[0]
         raise SweepError(f"{flag}: that sweep searched {key}, which this one fixes at {plan.train.get(key)!r}; "
                          f"search {key} here too, or warm-start from a sweep that fixed it")
-    earlier_fixed = earlier.meta["train"]
+    earlier_fixed = earlier.plan.train
     trials, history = earlier.trials, earlier.history
     seeded: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
@@ -105,7 +106,7 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
     for trial in ranked:  # distinct configurations: two trials of one config train it once
         if len(first) < first_count(plan.trials) and all(t["params"] != trial["params"] for t in first):
             first.append(trial)
-    return {"source": earlier.path, "preset": earlier.meta.get("preset", ""),
+    return {"source": earlier.path, "preset": earlier.plan.preset,
             "dataset": earlier_fixed.get("dataset", ""), "trials": seeded,
             "first": [t["trial_id"] for t in first], "skipped": skipped}
 

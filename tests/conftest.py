@@ -38,25 +38,24 @@ def tiny(**overrides):
     return from_dict(values, base=TrainConfig())
 
 
-PRESET = """
-description: test sweep on digits
-train: {dataset: digits, model: resnet9, width: 8, image_size: 16, epochs: EPOCHS, batch_size: 64,
-        optimizer: sgd, scheduler: onecycle, device: cpu}
-search:
-  lr: {loguniform: [1.0e-5, 10.0]}
-  weight_decay: {loguniform: [1.0e-5, 1.0e-2]}
-SEARCH_EXTRA
-initial: {INITIAL_EXTRA lr: 0.05, weight_decay: 5.0e-4}
-sweep: {trials: TRIALS, grace_period: 1, reduction_factor: 2, concurrency: 2}
-resources: {gpu: 0, cpu: 1}
-"""
+def preset(tmp_path, trials=8, epochs=4, search=None, initial=None, sweep=None, name="sweep.yaml") -> str:
+    """A small sweep preset on the real digits data, written to tmp_path as YAML. `search` and
+    `initial` add to (or replace) the base search space and seed point; `sweep` changes sweep
+    settings (grace_period, ...)."""
+    import yaml
 
-
-def preset(tmp_path, trials=8, epochs=4, search_extra="", initial_extra="", name="sweep.yaml"):
-    """A small sweep preset on the real digits data, written to tmp_path."""
+    text = {
+        "description": "test sweep on digits",
+        "train": {"dataset": "digits", "model": "resnet9", "width": 8, "image_size": 16, "epochs": epochs,
+                  "batch_size": 64, "optimizer": "sgd", "scheduler": "onecycle", "device": "cpu"},
+        "search": {"lr": {"loguniform": [1.0e-5, 10.0]}, "weight_decay": {"loguniform": [1.0e-5, 1.0e-2]},
+                   **(search or {})},
+        "initial": {"lr": 0.05, "weight_decay": 5.0e-4, **(initial or {})},
+        "sweep": {"trials": trials, "grace_period": 1, "reduction_factor": 2, "concurrency": 2, **(sweep or {})},
+        "resources": {"gpu": 0, "cpu": 1},
+    }
     path = Path(tmp_path) / name
-    path.write_text(PRESET.replace("EPOCHS", str(epochs)).replace("TRIALS", str(trials))
-                    .replace("SEARCH_EXTRA", search_extra).replace("INITIAL_EXTRA", initial_extra))
+    path.write_text(yaml.safe_dump(text, sort_keys=False))
     return str(path)
 
 
@@ -69,8 +68,7 @@ def crashed_run(tmp_path_factory):
     from sweeps.cli import app
 
     root = tmp_path_factory.mktemp("crashed")
-    path = preset(root, trials=4, epochs=2, search_extra="  image_size: {choice: [16, 4]}",
-                  initial_extra="image_size: 16,")
+    path = preset(root, trials=4, epochs=2, search={"image_size": {"choice": [16, 4]}}, initial={"image_size": 16})
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(root / "runs"), "--name", "crash",
                                       "--seed", "3"])
     assert result.exit_code == 0, result.output

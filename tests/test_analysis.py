@@ -19,7 +19,7 @@ from analysis.cli import app
 from analysis.results import load_run, results_table
 from conftest import preset, tiny
 from trainer import load_model, train
-from trainer.data import load_data
+from trainer.datasets import load_data
 from trainer.loop import eval_loader, predict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,23 +63,26 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
     assert len(run.trials) == 4
 
 
-def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it():
+def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it(tmp_path):
     from analysis.report import _gain_over_seed
+    from sweeps.plan import SweepPlan
+    from sweeps.presets import load_preset
     from sweeps.rundir import Run
 
     trials = pd.DataFrame([
-        {"trial_id": "seed", "trial_index": 1, "epochs": 2, "stopped_early": True, "val_acc": 0.59},
-        {"trial_id": "best", "trial_index": 5, "epochs": 8, "stopped_early": False, "val_acc": 0.98}])
+        {"trial_id": "seed", "trial_index": 1, "epochs_trained": 2, "stopped_early": True, "val_acc": 0.59},
+        {"trial_id": "best", "trial_index": 5, "epochs_trained": 8, "stopped_early": False, "val_acc": 0.98}])
     history = pd.DataFrame([{"trial_id": "best", "epoch": e, "val_acc": v} for e, v in ((1, 0.5), (2, 0.8), (8, 0.98))])
-    meta = {"metric": "val_acc", "mode": "max", "train": {"epochs": 8}, "search": {}, "initial": {"lr": 0.05}}
+    plan = SweepPlan.make(load_preset(preset(tmp_path, epochs=8)), [], None, None, None, None, str(tmp_path), "r", 0)
     best = trials.iloc[1]
-    line = _gain_over_seed(Run("r", meta, trials, history), best)
+    line = _gain_over_seed(Run("r", plan, trials, history), best)
     assert "after 2 epochs" in line and "**+0.2100** at equal epochs" in line  # 0.80 - 0.59, not 0.98 - 0.59
     finished = trials.copy()
-    finished.loc[0, ["epochs", "stopped_early", "val_acc"]] = [8, False, 0.90]
-    assert "**+0.0800**" in _gain_over_seed(Run("r", meta, finished, history), best)
+    finished.loc[0, ["epochs_trained", "stopped_early", "val_acc"]] = [8, False, 0.90]
+    assert "**+0.0800**" in _gain_over_seed(Run("r", plan, finished, history), best)
     # without a configuration of its own, trial 1 is just a sampled one: no claim about a seed
-    assert _gain_over_seed(Run("r", dict(meta, initial={}), finished, history), best) is None
+    plan.initial = {}
+    assert _gain_over_seed(Run("r", plan, finished, history), best) is None
 
 
 @pytest.mark.slow
@@ -92,7 +95,7 @@ def test_table_csv_matches_the_dataframe(crashed_run):
     run = load_run(str(crashed_run))
     assert len(frame) == len(run.trials)
     merged = frame.merge(run.trials, on="trial_id", suffixes=("", "_run"))
-    assert (merged["epochs"] == merged["epochs_run"]).all()
+    assert (merged["epochs_trained"] == merged["epochs_trained_run"]).all()
     assert np.allclose(merged["val_acc"].fillna(-1), merged["val_acc_run"].fillna(-1))
     assert list(frame["status"]).count("ERROR") == (run.trials["status"] == "ERROR").sum()
 
@@ -110,8 +113,7 @@ def test_curves_and_gradcam_commands(crashed_run, tmp_path):
 
 @pytest.mark.slow
 def test_report_of_a_sweep_still_running(tmp_path):
-    path = preset(tmp_path, trials=4, epochs=30)
-    Path(path).write_text(Path(path).read_text().replace("grace_period: 1", "grace_period: 30"))
+    path = preset(tmp_path, trials=4, epochs=30, sweep={"grace_period": 30})
     run_path = tmp_path / "runs" / "live"
     sweep_bin = str(Path(sys.executable).parent / "sweep")
     driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
@@ -174,8 +176,10 @@ def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
     assert bottom_right > 0.35 and top_left < 0.25
 
 
-def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended():
+def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended(tmp_path):
     from analysis.report import compute_bought
+    from sweeps.plan import SweepPlan
+    from sweeps.presets import load_preset
     from sweeps.rundir import Run
 
     # two trials, 2 CPUs of 1 h each per epoch... in seconds: 3600 s an epoch, b's second epoch ends last
@@ -185,8 +189,8 @@ def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended():
         {"trial_id": "a", "epoch": 2, "val_acc": 0.804, "epoch_time_s": 3600.0, "finished_at": 20.0},
         {"trial_id": "b", "epoch": 2, "val_acc": 0.806, "epoch_time_s": 3600.0, "finished_at": 21.0},
     ])
-    run = Run(path="r", meta={"metric": "val_acc", "mode": "max", "gpu": 0, "train": {"epochs": 2}, "search": {}},
-              trials=pd.DataFrame({"trial_id": ["a", "b"]}), history=history)
+    plan = SweepPlan.make(load_preset(preset(tmp_path, epochs=2)), [], None, None, 0, None, str(tmp_path), "r", 0)
+    run = Run(path="r", plan=plan, trials=pd.DataFrame({"trial_id": ["a", "b"]}), history=history)
     bought = compute_bought(run, fifo_hours=4.0)
     assert list(bought.hours) == [1.0, 2.0, 3.0, 4.0]
     assert list(bought.best_so_far) == [0.5, 0.7, 0.804, 0.806]

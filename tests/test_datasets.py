@@ -13,7 +13,8 @@ from conftest import tiny
 from sweeps.cli import app
 from trainer.augment import EvalTransform, PilEvalTransform, TrainTransform
 from trainer.config import from_dict
-from trainer.data import DataError, load_data
+from trainer.datasets import load_data
+from trainer.errors import DataError
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_missing_data_names_the_dataset_the_path_and_the_fix(tmp_path, dataset, 
 
 def _load_in_child(data_dir, queue):
     from trainer.config import from_dict as make
-    from trainer.data import load_data as load
+    from trainer.datasets import load_data as load
 
     builds = []
     handler = logging.Handler()

@@ -31,8 +31,7 @@ def test_a_worker_node_lost_mid_sweep_costs_a_retry_not_the_sweep(tmp_path, monk
 
     epochs = 8
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")  # the watcher below reads results as the driver copies them
-    path = preset(tmp_path, trials=4, epochs=epochs)
-    Path(path).write_text(Path(path).read_text().replace("grace_period: 1", f"grace_period: {epochs}"))
+    path = preset(tmp_path, trials=4, epochs=epochs, sweep={"grace_period": epochs})
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     doomed = cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
@@ -71,7 +70,7 @@ def test_a_worker_node_lost_mid_sweep_costs_a_retry_not_the_sweep(tmp_path, monk
     lines = len(trained)
     print(f"trials {len(trials)}, retries {int(trials['retries'].sum())}, trial {removed['trial']} lost its node "
           f"after {removed['epochs']} epochs; epochs reported in all {lines} (re-done: {lines - epochs})")
-    assert set(trials["status"]) == {"TERMINATED"} and (trials["epochs"] == epochs).all()
+    assert set(trials["status"]) == {"TERMINATED"} and (trials["epochs_trained"] == epochs).all()
     assert hit["retries"] >= 1
     assert lines - epochs <= 2, "it continued from its last checkpoint rather than from scratch"
     for name in removed["finished"]:
@@ -84,19 +83,17 @@ def test_a_worker_node_lost_mid_sweep_costs_a_retry_not_the_sweep(tmp_path, monk
 
 @pytest.mark.slow
 def test_a_diverging_trial_is_recorded_once_and_the_sweep_goes_on(tmp_path):
-    path = preset(tmp_path, trials=3, epochs=2)
-    text = Path(path).read_text().replace("lr: {loguniform: [1.0e-5, 10.0]}", "lr: {choice: [0.05, 1.0e+30]}")
-    Path(path).write_text(text.replace("initial: { lr: 0.05", "initial: {lr: 1.0e+30"))
+    path = preset(tmp_path, trials=3, epochs=2, search={"lr": {"choice": [0.05, 1.0e+30]}}, initial={"lr": 1.0e+30})
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "nan"])
     assert result.exit_code == 0, result.output
     trials = load_run(str(tmp_path / "runs" / "nan")).trials
-    print(trials[["trial_index", "status", "epochs", "failure", "retries", "lr"]].to_string())
+    print(trials[["trial_index", "status", "epochs_trained", "failure", "retries", "lr"]].to_string())
     diverged = trials[trials["failure"] == "diverged"]
     assert len(diverged) >= 1 and (diverged["lr"] > 1).all()
     assert (diverged["retries"] == 0).all() and (diverged["status"] == "TERMINATED").all()
-    assert (diverged["epochs"] == 0).all(), "it stopped in its first epoch"
+    assert (diverged["epochs_trained"] == 0).all(), "it stopped in its first epoch"
     assert "loss diverged" in diverged.iloc[0]["error"]
-    assert ((trials["failure"] == "") & (trials["epochs"] == 2)).any(), "the others finished"
+    assert ((trials["failure"] == "") & (trials["epochs_trained"] == 2)).any(), "the others finished"
     assert "best trial" in result.output and "1e+30" not in result.output.split("best trial")[1].split("\n")[1]
 
 
@@ -136,7 +133,7 @@ def test_half_written_files_never_break_analysis(crashed_run, tmp_path):
     states = sorted(run.glob("experiment_state-*.json"))
     (run / "experiment_state-9999-12-31_23-59-59.json").write_text(states[-1].read_text()[:100])  # cut off too
     after = load_run(str(run)).trials
-    assert len(after) == len(before) and list(after["epochs"]) == list(before["epochs"])
+    assert len(after) == len(before) and list(after["epochs_trained"]) == list(before["epochs_trained"])
     table = CliRunner().invoke(analysis_app, ["table", str(run), "--format", "csv"])
     assert table.exit_code == 0 and len(table.output.strip().splitlines()) == len(before) + 1
 
@@ -185,8 +182,7 @@ def test_missing_data_stops_a_local_sweep_before_any_trial(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_in_which_no_trial_finishes_exits_1(tmp_path):
-    path = preset(tmp_path, trials=1, epochs=1, search_extra="  image_size: {choice: [4]}",
-                  initial_extra="image_size: 4,")
+    path = preset(tmp_path, trials=1, epochs=1, search={"image_size": {"choice": [4]}}, initial={"image_size": 4})
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(tmp_path / "runs"), "--name", "bad"])
     assert result.exit_code == 1, result.output
     assert "no trial finished" in result.output and "sweep status" in result.output

@@ -67,7 +67,7 @@ def test_pretrained_weights_load_from_the_torch_hub_cache(tmp_path):
 def test_missing_pretrained_weights_give_one_line_with_the_fix(monkeypatch):
     import pytest
 
-    from trainer.models import TrainerError
+    from trainer.errors import TrainerError
 
     # the download fails for real, wherever the test runs: through a proxy on a closed local port
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):

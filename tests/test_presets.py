@@ -105,7 +105,7 @@ def test_bad_preset_through_the_cli_exits_2_without_traceback(tmp_path):
     (["run", "quickstart", "--gpus-per-trial", "1.5"], "need gpu >= 0"),
     (["run", "quickstart", "--name", "a/b"], "a run name is one folder name"),
     (["status", "/nonexistent/run"], "no such run folder"),
-    (["resume", "/nonexistent/run"], "not a sweep run folder"),
+    (["resume", "/nonexistent/run"], "no such run folder"),
 ])
 def test_sweep_run_bad_input(args, message):
     result = CliRunner().invoke(app, args)

@@ -41,7 +41,8 @@ def run_folder(tmp_path):
         for epoch, (value, replayed) in enumerate(epochs, start=1):
             if replayed:
                 epoch = 1
-            lines.append({"epoch": epoch, "val_acc": value, "val_loss": 1 - value, "lr": 0.1, "epoch_time_s": 2.0,
+            lr_key = "lr" if trial_id == "aaaa" else "epoch_lr"  # aaaa as a run folder from before the rename
+            lines.append({"epoch": epoch, "val_acc": value, "val_loss": 1 - value, lr_key: 0.1, "epoch_time_s": 2.0,
                           "finished_at": 1000.0 + 10 * index + epoch, CHECKPOINT_KEY: checkpoint_name(epoch),
                           "replayed": replayed})
         if failure:
@@ -67,17 +68,20 @@ def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
     # the best epoch is epoch 3 (0.9), but only epochs 2 and 4 kept their checkpoints: the best kept is 4 (0.8)
     assert rows.loc["aaaa", "val_acc"] == 0.9 and rows.loc["aaaa", "best_epoch"] == 3
     assert rows.loc["aaaa", "checkpoint"].endswith("trial_aaaa/checkpoint_000004")
-    assert rows.loc["aaaa", "epochs"] == 4 and not rows.loc["aaaa", "stopped_early"]
+    assert rows.loc["aaaa", "epochs_trained"] == 4 and not rows.loc["aaaa", "stopped_early"]
     assert rows.loc["aaaa", "time_s"] == 8.0
-    assert rows.loc["bbbb", "stopped_early"] and rows.loc["bbbb", "epochs"] == 1
+    assert rows.loc["bbbb", "stopped_early"] and rows.loc["bbbb", "epochs_trained"] == 1
     assert rows.loc["cccc", "failure"] == "diverged" and rows.loc["cccc", "error"] == "the loss is nan at epoch 3"
-    assert not rows.loc["cccc", "stopped_early"] and rows.loc["cccc", "epochs"] == 2
+    assert not rows.loc["cccc", "stopped_early"] and rows.loc["cccc", "epochs_trained"] == 2
     assert rows.loc["dddd", "status"] == "ERROR" and rows.loc["dddd", "error"] == "RuntimeError: boom"
     assert rows.loc["dddd", "retries"] == 2
     # the replayed epoch 1 never replaces the first report of it
     eeee = run.history[run.history["trial_id"] == "eeee"].sort_values("epoch")
     assert list(eeee["epoch"]) == [1, 2] and list(eeee["val_acc"]) == [0.6, 0.65]
     assert rows.loc["eeee", "val_acc"] == 0.65
+
+    # an older run folder's per-epoch `lr` reads as today's `epoch_lr`
+    assert "lr" not in run.history and run.history["epoch_lr"].notna().all() and len(run.history) == 9
 
     assert run.outcome() == Outcome(trained_to_end=1, stopped_early=1, diverged=1, out_of_memory=0, errored=1,
                                     unfinished=1, not_started=1, retries=2)
@@ -96,13 +100,44 @@ def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path)
     report = write_report(str(root), tmp_path / "report").read_text()
     assert ("- trials: 5 — 1 completed, 1 stopped early by ASHA, 1 errored, 1 diverged, 1 still running or pending; "
             "2 retries") in report
+    # the sections, in order (the test section is there: its checkpoint folder is empty, so it says why not)
+    assert [line for line in report.splitlines() if line.startswith("## ")] == [
+        "## Top 5 trials", "## Learning curves", "## Hyperparameters", "## Best model on the test split (trial `aaaa`)"]
+    assert "The test split could not be evaluated here:" in report
+    assert "- **best: trial `aaaa`, val_acc = 0.9000** after 4 epochs, with `lr=0.1`, `weight_decay=0.0001`" in report
+    header = next(line for line in report.splitlines() if line.startswith("| trial_id"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "trial_id", "status", "epochs_trained", "val_acc", "stopped_early", "test_acc (last epoch)", "lr",
+        "weight_decay"]
+
+
+def test_run_folder_names_are_written_in_layout_alone():
+    """Every run-folder file name is spelled in sweeps/layout.py and nowhere else in the product."""
+    import re
+    from pathlib import Path
+
+    import sweeps.layout as layout
+
+    names = [layout.PLAN_FILE, layout.STATE_ARCHIVE, layout.STATE_PREFIX, layout.PARAMS_FILE, layout.RESULT_FILE,
+             layout.ERROR_FILE, layout.OPTUNA_DB, layout.REPORT_FILE, layout.TRIAL_PREFIX, "checkpoint_"]
+    root = Path(layout.__file__).parents[1]
+    found = []
+    for source in [*root.glob("sweeps/*.py"), *root.glob("analysis/*.py"), *root.glob("trainer/*.py")]:
+        if source.name == "layout.py":
+            continue
+        for number, line in enumerate(source.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            for name in names:
+                if re.search(rf"[\"']{re.escape(name)}[\"'{{\d]", code):  # the name, or a prefix then a value
+                    found.append(f"{source.relative_to(root)}:{number}: {name}")
+    assert not found, found
 
 
 def test_export_study_writes_each_ending_as_its_optuna_state(run_folder):
     import optuna
 
     plan, root = run_folder
-    db = export_study(plan, load_run(str(root)))
+    db = export_study(load_run(str(root)))
     study = optuna.load_study(study_name=plan.name, storage=f"sqlite:///{db}")
     states = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
     assert set(states) == {"aaaa", "bbbb", "cccc", "dddd"}  # the running trial is left out

@@ -7,7 +7,8 @@ import tarfile
 
 import pytest
 
-from sweeps.snapshot import ARCHIVE, remove_orphans, restore_archive
+from sweeps.layout import STATE_ARCHIVE
+from sweeps.snapshot import remove_orphans, restore_archive
 from sweeps.storage import absolute, join, local_folder, split_name
 
 ENDPOINT = "endpoint_override=127.0.0.1:9000&scheme=http"
@@ -67,7 +68,7 @@ def test_a_resume_starts_from_the_archived_state_not_files_copied_in_part(tmp_pa
     (run / "searcher-state-2026-01-01_00-00-00.pkl").write_bytes(b"newer searcher")
     (run / "experiment_state-2026-01-02_00-00-00.json").write_bytes(b'{"trial_data": [[')
     (run / "resweep.json").write_text("{}")
-    (run / ARCHIVE).write_bytes(_archive({
+    (run / STATE_ARCHIVE).write_bytes(_archive({
         "experiment_state-2026-01-01_00-00-00.json": _state([("a", "trial_a"), ("b", None)], "archived"),
         "searcher-state-2026-01-01_00-00-00.pkl": b"archived searcher",
         "../escape.json": b"never written",  # a name with a path: ignored

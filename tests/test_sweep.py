@@ -37,12 +37,12 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path, monkeypat
     assert f"run: {path}" in result.output and "best trial" in result.output
     run = load_run(str(path))
     trials = run.trials
-    print(trials[["trial_index", "status", "epochs", "val_acc", "stopped_early", "lr"]].to_string())
+    print(trials[["trial_index", "status", "epochs_trained", "val_acc", "stopped_early", "lr"]].to_string())
     assert len(trials) == 8 and set(trials["status"]) == {"TERMINATED"}
     first = trials[trials["trial_index"] == 1].iloc[0]
     assert first["lr"] == pytest.approx(0.05) and first["weight_decay"] == pytest.approx(5e-4)
     assert trials["stopped_early"].any(), "ASHA stops trials in the space's bad regions"
-    assert trials["epochs"].sum() < 8 * 4
+    assert trials["epochs_trained"].sum() < 8 * 4
     assert trials["val_acc"].max() >= 0.9
     # every finished trial keeps a checkpoint of its best epoch, readable with weights_only
     for _, row in trials.iterrows():
@@ -59,7 +59,7 @@ def test_sweep_end_to_end_with_asha_and_the_seed_point_first(tmp_path, monkeypat
     assert table.exit_code == 0, table.output
     lines = table.output.strip().splitlines()
     header = lines[0].split(",")
-    assert header[:4] == ["trial_id", "status", "epochs", "val_acc"] and "lr" in header
+    assert header[:4] == ["trial_id", "status", "epochs_trained", "val_acc"] and "lr" in header
     assert len(lines) == 9
     status = run_cli("status", str(path))
     assert "stopped_early" in status.output and status.output.count("TERMINATED") == 8
@@ -96,7 +96,7 @@ def test_concurrency_caps_the_trials_running_at_once_below_what_resources_allow(
 
 def test_a_crashing_trial_is_retried_then_errored_and_the_sweep_finishes(crashed_run):
     trials = load_run(str(crashed_run)).trials
-    print(trials[["trial_index", "status", "epochs", "retries", "image_size", "error"]].to_string())
+    print(trials[["trial_index", "status", "epochs_trained", "retries", "image_size", "error"]].to_string())
     errored = trials[trials["status"] == "ERROR"]
     assert len(errored) >= 1 and set(errored["image_size"]) == {4}
     assert (errored["retries"] >= 2).all(), "retried before it is given up"
@@ -124,7 +124,7 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         ray.shutdown()
         cluster.shutdown()
     trials = load_run(summary["path"]).trials
-    print(trials[["trial_index", "status", "epochs", "node"]].to_string())
+    print(trials[["trial_index", "status", "epochs_trained", "node"]].to_string())
     assert set(trials["status"]) == {"TERMINATED"}
     assert trials["node"].nunique() == 2
 
@@ -162,9 +162,8 @@ def test_ctrl_c_saves_the_sweep_says_how_to_resume_and_exits_130(tmp_path):
 
 
 def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tmp_path):
-    path = preset(tmp_path, trials=4, epochs=6)
     # no early stopping here, so every trial owes all its epochs: the accounting is exact
-    Path(path).write_text(Path(path).read_text().replace("grace_period: 1", "grace_period: 6"))
+    path = preset(tmp_path, trials=4, epochs=6, sweep={"grace_period": 6})
     run_path = tmp_path / "runs" / "killed"
     # the watcher below reads the trials' states as the driver copies them to the run folder
     env = dict(os.environ, PYTHONUNBUFFERED="1", TUNE_GLOBAL_CHECKPOINT_S="1")
@@ -192,9 +191,9 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     finished = {t for t, s in experiment_state(str(run_path)).items() if s["status"] == "TERMINATED"}
     result = run_cli("resume", str(run_path), "--local")
     trials = load_run(str(run_path)).trials
-    print(trials[["trial_id", "status", "epochs", "retries"]].to_string(), finished)
+    print(trials[["trial_id", "status", "epochs_trained", "retries"]].to_string(), finished)
     assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
-    assert (trials["epochs"] == 6).all()
+    assert (trials["epochs_trained"] == 6).all()
     after = {t: rows(t) for t in trials["trial_id"]}
     for t in finished:
         assert after[t] == before[t], f"finished trial {t} ran again"

@@ -8,8 +8,9 @@ from conftest import tiny
 from trainer import DivergedError, load_model, train
 from trainer.checkpoint import load_checkpoint
 from trainer.config import from_dict
-from trainer.data import load_data
+from trainer.datasets import load_data
 from trainer.loop import eval_loader, evaluate
+from trainer.metrics import BY_NAME
 
 
 def run(config, **kw):
@@ -49,8 +50,11 @@ def test_a_trial_actor_imports_neither_optuna_nor_the_search_wiring():
 def test_every_epoch_reports_its_metrics_and_the_last_adds_the_test_split():
     metrics, rows = run(tiny(epochs=3, synthetic_classes=8))
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "images_per_s", "epoch_time_s"):
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "epoch_lr", "images_per_s",
+                "epoch_time_s"):
         assert all(key in r for r in rows), key
+    unnamed = {key for r in rows for key in r} - set(BY_NAME)
+    assert not unnamed, f"reported but not in trainer.metrics (a reader would drop them): {unnamed}"
     assert "test_acc" in rows[-1] and "test_acc" not in rows[0]
     assert metrics["test_acc"] == rows[-1]["test_acc"]
     assert 0 <= metrics["val_acc"] <= 1 and metrics["images_per_s"] > 0
@@ -79,7 +83,7 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path, scheduler):
     assert state["epoch"] == 2 and state["config"]["scheduler"] == scheduler
     resumed, resumed_rows = run(config, resume_from=tmp_path)
     assert [r["epoch"] for r in resumed_rows] == [3, 4]
-    for key in ("train_loss", "val_loss", "val_acc", "lr", "test_acc"):
+    for key in ("train_loss", "val_loss", "val_acc", "epoch_lr", "test_acc"):
         assert resumed[key] == full[key], key
 
 
@@ -107,7 +111,7 @@ def test_two_phase_fine_tuning_trains_the_head_then_everything():
     seen = []
 
     def report(metrics, save):
-        seen.append((metrics["phase"], metrics["lr"]))
+        seen.append((metrics["phase"], metrics["epoch_lr"]))
 
     from trainer import train as train_fn
     import trainer.loop as loop

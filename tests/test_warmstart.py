@@ -95,31 +95,22 @@ def _refused(result, text):
 
 
 def test_an_earlier_sweep_that_does_not_fit_is_refused_with_one_line(earlier, tmp_path):
-    path = preset(tmp_path)
-    with open(path) as f:
-        text = f.read()
-    with open(path, "w") as f:
-        f.write(text.replace("concurrency: 2}", "concurrency: 2, metric: val_loss, mode: min}"))
+    path = preset(tmp_path, sweep={"metric": "val_loss", "mode": "min"})
     result = CliRunner().invoke(app, ["run", path, "--dry-run", "--warm-start", str(earlier)])
     _refused(result, "that sweep optimised val_acc (max) and this one val_loss (min)")
 
     _refused(_dry_run(tmp_path, earlier, "--set", "lr=0.01"), "that sweep searched lr, which this one fixes at 0.01")
     _refused(_dry_run(tmp_path, tmp_path / "nowhere"), f"--warm-start {tmp_path / 'nowhere'}: no such run folder")
-    narrow = preset(tmp_path, name="narrow.yaml")
-    with open(narrow) as f:
-        text = f.read()
-    with open(narrow, "w") as f:
-        f.write(text.replace("lr: {loguniform: [1.0e-5, 10.0]}", "lr: {loguniform: [20.0, 30.0]}")
-                .replace("lr: 0.05,", "lr: 25.0,"))
+    narrow = preset(tmp_path, name="narrow.yaml", search={"lr": {"loguniform": [20.0, 30.0]}}, initial={"lr": 25.0})
     _refused(CliRunner().invoke(app, ["run", narrow, "--dry-run", "--warm-start", str(earlier)]),
              "no earlier trial fits this sweep (4 lr outside this sweep's space)")
 
 
 def test_a_key_only_this_sweep_searches_takes_the_earlier_fixed_value(earlier, tmp_path):
     # momentum was fixed at 0.9 in the earlier sweep: inside [0.8, 0.95], every trial is taken
-    result = _dry_run(tmp_path, earlier, search_extra="  momentum: {uniform: [0.8, 0.95]}")
+    result = _dry_run(tmp_path, earlier, search={"momentum": {"uniform": [0.8, 0.95]}})
     assert result.exit_code == 0, result.output
     assert "warm start      4 trials of" in result.output and "best 2 configuration(s) train first" in result.output
     # outside [0.5, 0.6]: none fits
-    _refused(_dry_run(tmp_path, earlier, search_extra="  momentum: {uniform: [0.5, 0.6]}"),
+    _refused(_dry_run(tmp_path, earlier, search={"momentum": {"uniform": [0.5, 0.6]}}),
              "4 momentum outside this sweep's space")

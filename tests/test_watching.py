@@ -73,7 +73,7 @@ def test_tensorboard_reads_every_trials_epochs_under_stable_tags(tracked_run):
         events.Reload()
         tags = set(events.Tags()["scalars"])
         assert {"loss/train", "loss/val", "accuracy/train", "accuracy/val", "learning_rate"} <= tags, tags
-        for tag, key in (("accuracy/val", "val_acc"), ("loss/train", "train_loss"), ("learning_rate", "lr")):
+        for tag, key in (("accuracy/val", "val_acc"), ("loss/train", "train_loss"), ("learning_rate", "epoch_lr")):
             logged = {e.step: e.value for e in events.Scalars(tag)}
             assert logged.keys() == rows.keys(), (trial_id, tag)
             for epoch, row in rows.items():

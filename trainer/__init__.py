@@ -7,8 +7,8 @@ from importlib import import_module
 
 _HOMES = {
     "TrainConfig": "config", "ConfigError": "config", "apply_overrides": "config", "from_dict": "config",
-    "DataError": "data", "load_data": "data",
-    "TrainerError": "models",
+    "DataError": "errors", "load_data": "datasets",
+    "TrainerError": "errors",
     "DivergedError": "loop", "OutOfMemory": "loop", "TrialHalted": "loop", "evaluate": "loop",
     "load_model": "loop", "train": "loop",
 }

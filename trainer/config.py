@@ -52,7 +52,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 @dataclass
 class TrainConfig:
     # --- data
-    dataset: str = "digits"  # registry name, see trainer.data
+    dataset: str = "digits"  # registry name, see trainer.datasets
     data_dir: str | None = None  # data root; None: $RESWEEP_DATA or ~/.cache/resweep/data
     download: bool = True  # fetch the files where torchvision can
     data_path: str = "tensor"  # tensor: uint8 cache + batch augmentation on device; pil: per-image PIL workers

@@ -20,12 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import storage_size
 from .config import TrainConfig
-
-
-class DataError(RuntimeError):
-    """Data is missing or unreadable; the message is one line naming the path and the fix."""
 
 
 @dataclass
@@ -100,83 +95,6 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
                       antialias=images.shape[-1] > size)
     return x.round().clamp(0, 255).to(torch.uint8)
-
-
-def load_digits(config: TrainConfig) -> DataBundle:
-    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled to RGB; fixed stratified 70/10/20 split."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    digits = sk_digits()
-    images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
-    images = resize_uint8(images, storage_size(config.augment, config.image_size)).expand(-1, 3, -1, -1)
-    labels = torch.from_numpy(digits.target.astype(np.int64))
-    train, val, test = stratified_split(digits.target, (0.1, 0.2), seed=0)
-    bundle_images = images.contiguous()
-    mean, std = channel_stats(bundle_images[train])
-    return DataBundle(Split(bundle_images[train], labels[train]), Split(bundle_images[val], labels[val]),
-                      Split(bundle_images[test], labels[test]), [str(d) for d in range(10)], mean, std)
-
-
-def synthetic_images(n: int, size: int, classes: int, region: str,
-                     seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noise images with a class-coloured square: the class signal lives only in `region`.
-
-    The square (a quarter of the side) is placed in the image centre, the top-left or
-    bottom-right quadrant, or anywhere; its colour and stripe pattern tell the class."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % classes
-    labels = labels[torch.randperm(n, generator=g)]
-    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
-    palette = torch.randint(30, 226, (classes, 3), generator=g)
-    side = max(2, size // 4)
-    stripes = (torch.arange(side) % 2).view(1, side) * torch.ones(side, 1, dtype=torch.long)
-    lo, hi = {"center": (size // 2 - side // 2, size // 2 - side // 2), "top_left": (0, size // 2 - side),
-              "bottom_right": (size // 2, size - side), "anywhere": (0, size - side)}[region]
-    top = torch.randint(lo, hi + 1, (n,), generator=g)
-    left = torch.randint(lo, hi + 1, (n,), generator=g)
-    for i in range(n):
-        k = int(labels[i])
-        pattern = stripes if k % 2 else stripes.T  # odd classes vertical, even horizontal stripes
-        patch = palette[k].view(3, 1, 1) * (0.6 + 0.4 * pattern)
-        images[i, :, top[i]:top[i] + side, left[i]:left[i] + side] = patch.to(torch.uint8)
-    return images, labels
-
-
-def load_synthetic(config: TrainConfig) -> DataBundle:
-    images, labels = synthetic_images(config.synthetic_samples, storage_size(config.augment, config.image_size),
-                                      config.synthetic_classes, config.synthetic_region)
-    train, val, test = stratified_split(labels.numpy(), (0.15, 0.15), seed=0)
-    mean, std = channel_stats(images[train])
-    return DataBundle(Split(images[train], labels[train]), Split(images[val], labels[val]),
-                      Split(images[test], labels[test]), [f"class_{k}" for k in range(config.synthetic_classes)],
-                      mean, std)
-
-
-LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
-    "digits": load_digits,
-    "synthetic": load_synthetic,
-}
-
-
-DATA_KEYS = ("dataset", "data_dir", "download", "image_size", "augment", "val_fraction", "max_train_samples",
-             "synthetic_classes", "synthetic_samples", "synthetic_region")
-
-
-def data_key(config: TrainConfig) -> tuple:
-    """The config values a loaded dataset depends on: runs that agree on these can share one."""
-    return tuple(getattr(config, k) for k in DATA_KEYS)
-
-
-def load_data(config: TrainConfig) -> DataBundle:
-    from .datasets import FILE_LOADERS  # the file data sets build on this module
-
-    loaders = {**LOADERS, **FILE_LOADERS}
-    if config.dataset not in loaders:
-        raise DataError(f"dataset {config.dataset!r} has no loader; available: {', '.join(loaders)}")
-    bundle = loaders[config.dataset](config)
-    if config.max_train_samples:
-        bundle.train = bundle.train.take(config.max_train_samples)
-    return bundle
 
 
 class BatchLoader:

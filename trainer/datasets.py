@@ -1,4 +1,7 @@
-"""The seeds' datasets on disk, decoded once into a uint8 tensor cache.
+"""The data sets by name (`load_data`), decoded once into a uint8 tensor cache.
+
+- digits: scikit-learn's handwritten digits (ships with the package; the offline default).
+- synthetic: generated noise images with a class-coloured square (tests and benchmarks).
 
 - flowers102: torchvision's Flowers102 with its official train/val/test splits.
 - flowers5: the Kaggle "Flowers Recognition" folder (daisy, dandelion, rose, sunflower,
@@ -31,7 +34,8 @@ from PIL import Image
 from .augment import storage_size
 from .config import TrainConfig
 from .files import atomic_write_bytes
-from .data import DataBundle, DataError, Split, channel_stats, data_root, resize_uint8, stratified_split
+from .data import DataBundle, Split, channel_stats, data_root, resize_uint8, stratified_split
+from .errors import DataError
 
 log = logging.getLogger("resweep.data")
 
@@ -235,10 +239,80 @@ def load_cifar100(config: TrainConfig) -> DataBundle:
     return _cifar(config, "cifar100")
 
 
-FILE_LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
+def load_digits(config: TrainConfig) -> DataBundle:
+    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled to RGB; fixed stratified 70/10/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    digits = sk_digits()
+    images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
+    images = resize_uint8(images, storage_size(config.augment, config.image_size)).expand(-1, 3, -1, -1)
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    train, val, test = stratified_split(digits.target, (0.1, 0.2), seed=0)
+    bundle_images = images.contiguous()
+    mean, std = channel_stats(bundle_images[train])
+    return DataBundle(Split(bundle_images[train], labels[train]), Split(bundle_images[val], labels[val]),
+                      Split(bundle_images[test], labels[test]), [str(d) for d in range(10)], mean, std)
+
+
+def synthetic_images(n: int, size: int, classes: int, region: str,
+                     seed: int = 1234) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise images with a class-coloured square: the class signal lives only in `region`.
+
+    The square (a quarter of the side) is placed in the image centre, the top-left or
+    bottom-right quadrant, or anywhere; its colour and stripe pattern tell the class."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    labels = labels[torch.randperm(n, generator=g)]
+    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    palette = torch.randint(30, 226, (classes, 3), generator=g)
+    side = max(2, size // 4)
+    stripes = (torch.arange(side) % 2).view(1, side) * torch.ones(side, 1, dtype=torch.long)
+    lo, hi = {"center": (size // 2 - side // 2, size // 2 - side // 2), "top_left": (0, size // 2 - side),
+              "bottom_right": (size // 2, size - side), "anywhere": (0, size - side)}[region]
+    top = torch.randint(lo, hi + 1, (n,), generator=g)
+    left = torch.randint(lo, hi + 1, (n,), generator=g)
+    for i in range(n):
+        k = int(labels[i])
+        pattern = stripes if k % 2 else stripes.T  # odd classes vertical, even horizontal stripes
+        patch = palette[k].view(3, 1, 1) * (0.6 + 0.4 * pattern)
+        images[i, :, top[i]:top[i] + side, left[i]:left[i] + side] = patch.to(torch.uint8)
+    return images, labels
+
+
+def load_synthetic(config: TrainConfig) -> DataBundle:
+    images, labels = synthetic_images(config.synthetic_samples, storage_size(config.augment, config.image_size),
+                                      config.synthetic_classes, config.synthetic_region)
+    train, val, test = stratified_split(labels.numpy(), (0.15, 0.15), seed=0)
+    mean, std = channel_stats(images[train])
+    return DataBundle(Split(images[train], labels[train]), Split(images[val], labels[val]),
+                      Split(images[test], labels[test]), [f"class_{k}" for k in range(config.synthetic_classes)],
+                      mean, std)
+
+
+# dataset name (the config's `dataset`) -> its loader
+LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
+    "digits": load_digits,
+    "synthetic": load_synthetic,
     "flowers102": load_flowers102,
     "flowers5": load_flowers5,
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "imagefolder": load_imagefolder,
 }
+DATA_KEYS = ("dataset", "data_dir", "download", "image_size", "augment", "val_fraction", "max_train_samples",
+             "synthetic_classes", "synthetic_samples", "synthetic_region")
+
+
+def data_key(config: TrainConfig) -> tuple:
+    """The config values a loaded dataset depends on: runs that agree on these can share one."""
+    return tuple(getattr(config, k) for k in DATA_KEYS)
+
+
+def load_data(config: TrainConfig) -> DataBundle:
+    """The train, validation and test splits of `config.dataset`, as uint8 tensors."""
+    if config.dataset not in LOADERS:
+        raise DataError(f"dataset {config.dataset!r} has no loader; available: {', '.join(LOADERS)}")
+    bundle = LOADERS[config.dataset](config)
+    if config.max_train_samples:
+        bundle.train = bundle.train.take(config.max_train_samples)
+    return bundle

@@ -23,8 +23,10 @@ from torch import nn
 from .augment import EvalTransform, PilEvalTransform, PilTrainTransform, TrainTransform
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict
-from .data import BatchLoader, DataBundle, PilLoader, Split, load_data
-from .models import TrainerError, build_model, set_backbone_trainable, train_mode
+from .data import BatchLoader, DataBundle, PilLoader, Split
+from .datasets import load_data
+from .errors import OUT_OF_MEMORY, DIVERGED, TrainerError
+from .models import build_model, set_backbone_trainable, train_mode
 from .optim import Schedule, build_optimizer, build_schedule, l1_penalty
 
 SaveFn = Callable[[Path], Path]
@@ -45,13 +47,13 @@ class TrialHalted(TrainerError):
 class DivergedError(TrialHalted):
     """The loss became NaN or infinite."""
 
-    kind = "diverged"
+    kind = DIVERGED
 
 
 class OutOfMemory(TrialHalted):
     """The GPU ran out of memory at this batch size."""
 
-    kind = "out of memory"
+    kind = OUT_OF_MEMORY
 
 
 def resolve_device(config: TrainConfig) -> torch.device:
@@ -238,7 +240,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
                 phase = Phase(phase_of(epoch, config), config, model, len(train_loader))
             lr = phase.optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
-            metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "lr": lr}
+            metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "epoch_lr": lr}
             metrics.update(train_one_epoch(model, train_loader, phase, config, device))
             metrics.update(evaluate(model, val_loader, config, device))
             if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics["val_loss"]):

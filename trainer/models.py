@@ -13,10 +13,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, TrainConfig
-
-
-class TrainerError(RuntimeError):
-    """A run cannot go on for a reason the user can fix; the message is one line."""
+from .errors import TrainerError
 
 
 def conv_block(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:

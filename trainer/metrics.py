@@ -1,0 +1,61 @@
+"""The words a training run reports, each named once.
+
+`trainer.train` reports one dict per epoch with these keys (the test keys only after the
+last epoch). The sweep stores them in each trial's `result.json`, TensorBoard logs them under
+`tag`, the run reader keeps them as columns of the per-epoch history, `sweep train` prints the
+ones with a `column`, and a preset may rank trials by the ones with a `rank`. Adding a metric
+is one line here; `tests/test_train.py` fails when the trainer reports a key this list lacks.
+
+Imports nothing: the driver, the trial actors and the readers all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the key in the trainer's per-epoch dict and in result.json
+    label: str  # words for plots and reports
+    rank: str = ""  # "max" / "min": a preset may rank its trials by it, best is that end; "": never ranked
+    tag: str = ""  # TensorBoard tag (grouped by what comes before the '/'); "": not logged
+    column: str = ""  # header in `sweep train`'s epoch table; "": not shown there
+    fmt: str = ".4f"  # how that table and the reports print a value
+
+
+EPOCH_METRICS = (
+    Metric("epoch", "epoch", column="epoch", fmt="d"),  # 1-based, counted over both phases
+    Metric("phase", "phase", fmt="d"),  # 1: whole network (or head only while head_epochs last); 2: fine-tuning
+    Metric("epoch_lr", "learning rate at the epoch's start", tag="learning_rate", column="lr", fmt=".3g"),
+    Metric("train_loss", "train loss", "min", "loss/train", "train_loss"),  # mean over the epoch's batches
+    Metric("train_acc", "train accuracy", "max", "accuracy/train", "train_acc"),  # of augmented images
+    Metric("val_acc", "validation accuracy", "max", "accuracy/val", "val_acc"),
+    Metric("val_loss", "validation loss", "min", "loss/val", "val_loss"),
+    Metric("val_top5", "validation top-5 accuracy", "max", "accuracy/val_top5"),  # more than 5 classes only
+    Metric("test_loss", "test loss", tag="loss/test"),  # last epoch only; never ranked: the test split stays unseen
+    Metric("test_acc", "test accuracy", tag="accuracy/test"),
+    Metric("test_top5", "test top-5 accuracy", tag="accuracy/test_top5"),
+    Metric("images_per_s", "training images per second", tag="throughput/images_per_s", column="img/s", fmt=".0f"),
+    Metric("train_time_s", "seconds of training steps"),
+    Metric("epoch_time_s", "seconds per epoch, evaluation included", tag="time/epoch_s", column="sec", fmt=".1f"),
+    Metric("finished_at", "wall-clock time the epoch ended", fmt=".0f"),  # orders concurrent trials' epochs
+    Metric("peak_rss_mb", "peak resident memory of the trial's process, MiB", fmt=".0f"),  # added by a sweep trial
+)
+BY_NAME = {m.name: m for m in EPOCH_METRICS}
+# what a preset's `metric` may name, validation first: ranking on the training split rewards overfitting
+RANKED = tuple(sorted((m.name for m in EPOCH_METRICS if m.rank), key=lambda name: not name.startswith("val_")))
+# Names that older run folders wrote, read as today's.
+FORMER_NAMES = {"lr": "epoch_lr"}
+
+
+def rank_mode(name: str) -> str:
+    """"max" or "min": which end of a ranked metric is best."""
+    return BY_NAME[name].rank
+
+
+def current_names(row: dict) -> dict:
+    """A result row with older names read as today's (an older run folder stays readable)."""
+    if not any(old in row for old in FORMER_NAMES):
+        return row
+    return {FORMER_NAMES.get(k, k) if FORMER_NAMES.get(k) not in row else k: v for k, v in row.items()}
