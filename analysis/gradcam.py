@@ -32,9 +32,10 @@ def cam_maps(model: nn.Module, images: torch.Tensor, classes: list[int], layer: 
 
 
 def denormalise(images: torch.Tensor, mean, std) -> np.ndarray:
-    """Model input back to displayable [N, H, W, 3] floats in [0, 1]."""
+    """Model input back to displayable [N, H, W, 3] floats in [0, 1] (a grayscale image as three
+    equal channels, so that the maps overlay it in colour)."""
     x = images.detach().float().cpu() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
-    return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return x.clamp(0, 1).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).numpy()
 
 
 def overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def measure(model_name: str, size: int, augment: str, batch: int, images: int, p
                         "channels_last": precision == "bf16"})
     device = torch.device("cuda")
     data = load_data(config)
-    model = build_model(config, data.num_classes).to(device)
+    model = build_model(config, data.num_classes, data.channels).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     gflops = forward_gflops(model, size)

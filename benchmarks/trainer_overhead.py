@@ -74,8 +74,8 @@ def main() -> None:
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
 
-    ours = build_model(config, data.num_classes).to(device)
-    bare = build_model(config, data.num_classes).to(device)
+    ours = build_model(config, data.num_classes, data.channels).to(device)
+    bare = build_model(config, data.num_classes, data.channels).to(device)
     if device.type == "cuda" and config.channels_last:
         ours, bare = ours.to(memory_format=torch.channels_last), bare.to(memory_format=torch.channels_last)
     loader = BatchLoader(train, config.batch_size, TrainTransform(config.image_size, data.mean, data.std, "none",

@@ -86,7 +86,21 @@ def keys() -> None:
     """The training keys that presets and --set take, with their defaults."""
     defaults = TrainConfig().to_dict()
     for key in KEYS:
-        typer.echo(f"{key} = {defaults[key]!r}")
+        typer.echo(f"{key} = {defaults[key]!r}" + ("  # one of `sweep datasets`" if key == "dataset" else ""))
+
+
+@app.command()
+def datasets() -> None:
+    """The data sets `--set dataset=NAME` takes: classes, size, channels, the image_size and augment
+    that suit them, and where their splits come from."""
+    from trainer.catalog import DATASETS
+
+    headers = ["dataset", "classes", "images", "channels", "image_size", "augment", "splits", "what"]
+    rows = [[d.name, str(d.classes or "any"), d.native, str(d.channels), str(d.image_size), d.augment, d.splits,
+             d.title] for d in DATASETS]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def resolve_config(p: Preset, overrides: list[str] | None, data_dir: Path | None, with_initial: bool) -> TrainConfig:

@@ -147,10 +147,14 @@ class SweepPlan:
 
         from trainer.models import build_model
 
+        from trainer.catalog import BY_NAME as DATASETS
+
         config = from_dict({"pretrained": False}, base=self.base_config)
-        model = build_model(config, num_classes=10).eval()
+        known = DATASETS.get(config.dataset)
+        channels = known.channels if known else 3
+        model = build_model(config, num_classes=10, in_channels=channels).eval()
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, config.image_size, config.image_size))
+            model(torch.zeros(1, channels, config.image_size, config.image_size))
         return counter.get_total_flops() / 1e9
 
     def describe(self) -> str:

@@ -9,7 +9,7 @@ from sweeps.cli import app
 
 runner = CliRunner()
 TINY = ["--set", "dataset=synthetic", "--set", "synthetic_samples=100", "--set", "synthetic_classes=3",
-        "--set", "width=4", "--set", "epochs=2", "--set", "device=cpu"]
+        "--set", "width=4", "--set", "epochs=2", "--set", "device=cpu", "--set", "image_size=16"]
 
 
 def invoke(*args):

@@ -7,6 +7,8 @@ and values of the wrong type or outside their allowed set, with a one-line messa
 
 from __future__ import annotations
 
+from .catalog import BY_NAME as CATALOG
+
 import dataclasses
 import difflib
 import math
@@ -26,7 +28,7 @@ NORMS = ("batch", "group", "layer")
 OPTIMIZERS = ("sgd", "adam", "adamw", "radam")
 SCHEDULERS = ("constant", "onecycle", "cyclic", "step", "plateau", "cosine")
 AUGMENTS = ("none", "light", "cifar", "imagenet")
-DATASETS = ("digits", "synthetic", "flowers102", "flowers5", "cifar10", "cifar100", "imagefolder")
+DATASETS = tuple(CATALOG)  # trainer.catalog describes each; trainer.datasets loads it
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 DATA_PATHS = ("tensor", "pil")
@@ -232,7 +234,13 @@ def parse_override(item: str) -> tuple[str, Any]:
 
 
 def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
+    """`config` with --set KEY=VALUE `items` applied. Changing `dataset` brings that data set's
+    own image_size and augment (trainer.catalog) unless the items set them too: MNIST at 28 px
+    without flips, not the 224 px and flips of a flowers preset."""
     updates = dict(parse_override(item) for item in items)
+    known = CATALOG.get(updates.get("dataset"))
+    if known is not None and updates["dataset"] != config.dataset:
+        updates = {"image_size": known.image_size, "augment": known.augment, **updates}
     return from_dict(updates, base=config)
 
 

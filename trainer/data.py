@@ -54,6 +54,11 @@ class DataBundle:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def channels(self) -> int:
+        """1 for grayscale sets (kept one channel), 3 for colour."""
+        return int(self.train.images.shape[1])
+
 
 def data_root(config: TrainConfig) -> Path:
     """--data-dir, else $RESWEEP_DATA, else ~/.cache/resweep/data."""
@@ -147,7 +152,8 @@ class _PilDataset(torch.utils.data.Dataset):
             with Image.open(self.files[i]) as image:
                 picture = image.convert("RGB")
         else:
-            picture = Image.fromarray(self.images[i].permute(1, 2, 0).numpy())
+            array = self.images[i].permute(1, 2, 0).numpy()
+            picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)  # grayscale: mode L
         return self.transform(picture), self.labels[i]
 
 

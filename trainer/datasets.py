@@ -2,7 +2,6 @@
 
 - digits: scikit-learn's handwritten digits (ships with the package; the offline default).
 - synthetic: generated noise images with a class-coloured square (tests and benchmarks).
-
 - flowers102: torchvision's Flowers102 with its official train/val/test splits.
 - flowers5: the Kaggle "Flowers Recognition" folder (daisy, dandelion, rose, sunflower,
   tulip); a seeded stratified 10% test split is carved out, the rest split 90/10 into
@@ -10,6 +9,9 @@
 - cifar10 / cifar100: torchvision's CIFAR; a seeded stratified validation hold-out from the
   training set, the official test set.
 - imagefolder: class sub-folders of images, or train/val[/test] folders of them.
+- mnist / fashionmnist / kmnist, svhn, stl10, eurosat, pets, food101, dtd, caltech101: the
+  standard sets, through torchvision's own classes; trainer.catalog lists their sizes,
+  splits and the settings that suit them. Grayscale sets stay one channel.
 
 Images are decoded (in threads) to the preset's storage size — short side resized, center
 square cropped — and saved as one file per split under `<data root>/.resweep-cache/`,
@@ -19,6 +21,7 @@ once; later loads memory-map it. Unreadable images are skipped with one warning.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -240,12 +243,12 @@ def load_cifar100(config: TrainConfig) -> DataBundle:
 
 
 def load_digits(config: TrainConfig) -> DataBundle:
-    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled to RGB; fixed stratified 70/10/20 split."""
+    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled, one channel; fixed stratified 70/10/20 split."""
     from sklearn.datasets import load_digits as sk_digits
 
     digits = sk_digits()
     images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
-    images = resize_uint8(images, storage_size(config.augment, config.image_size)).expand(-1, 3, -1, -1)
+    images = resize_uint8(images, storage_size(config.augment, config.image_size))  # grayscale: one channel
     labels = torch.from_numpy(digits.target.astype(np.int64))
     train, val, test = stratified_split(digits.target, (0.1, 0.2), seed=0)
     bundle_images = images.contiguous()
@@ -289,6 +292,222 @@ def load_synthetic(config: TrainConfig) -> DataBundle:
                       mean, std)
 
 
+# --- The standard sets by name, through torchvision's own dataset classes: their download
+# where the network allows, their on-disk layout where it does not. Each is decoded once into
+# the same uint8 cache as the seeds' sets.
+
+
+def _torchvision_set(name: str, cls_name: str, folder: Path, config: TrainConfig, files: str, url: str, **kwargs):
+    """torchvision's `cls_name` dataset in `folder`; a missing or incomplete one is one line
+    naming the folder, the files expected and where to get them."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        return cls(str(folder), download=config.download, **kwargs)
+    except (RuntimeError, OSError, ValueError) as err:  # not there, incomplete, or the download failed
+        reason = "download failed" if config.download else "download is off"
+        raise _missing(name, folder, f"{reason} ({type(err).__name__}); expected {files} from {url} "
+                                     f"there, or pass --data-dir to the folder above it") from None
+
+
+def _official_val(config: TrainConfig, name: str, items: list[tuple[str, int]]) -> tuple[list, list]:
+    """A validation split carved (stratified, `val_fraction`) from a set's official training split."""
+    labels = np.array([label for _, label in items])
+    train_idx, val_idx = stratified_split(labels, (config.val_fraction,), seed=0)
+    return [items[i] for i in train_idx], [items[i] for i in val_idx]
+
+
+def _files_bundle(config: TrainConfig, name: str, train: list, test: list, classes: list[str],
+                  val: list | None = None) -> DataBundle:
+    """Image files of the official splits (a validation split carved from train where the set
+    has none), decoded into the cache."""
+    if val is None:
+        train, val = _official_val(config, name, train)
+    splits = {s: files_split(config, name, s, items) for s, items in (("train", train), ("val", val), ("test", test))}
+    return DataBundle(splits["train"], splits["val"], splits["test"], list(classes), *IMAGENET_STATS)
+
+
+def _tensor_bundle(config: TrainConfig, name: str, build: Callable[[str], tuple[np.ndarray, np.ndarray]],
+                   classes: list[str], source: str) -> DataBundle:
+    """A set whose official train and test splits are arrays ([N, C, H, W] uint8 images, labels):
+    resized once into the cache, a validation split carved from train."""
+    size = storage_size(config.augment, config.image_size)
+
+    def split(which: str):
+        images, labels = build(which)
+        return resize_uint8(torch.from_numpy(np.ascontiguousarray(images)), size), \
+            torch.from_numpy(labels.astype(np.int64)), []
+
+    tag = _key(source, name)
+    full = cached(cache_dir(config) / f"{name}-train-{size}px-{tag}.pt", lambda: split("train"))
+    test = cached(cache_dir(config) / f"{name}-test-{size}px-{tag}.pt", lambda: split("test"))
+    train_idx, val_idx = (torch.from_numpy(i) for i in stratified_split(full.labels.numpy(), (config.val_fraction,),
+                                                                         seed=0))
+    data = DataBundle(Split(full.images[train_idx], full.labels[train_idx]),
+                      Split(full.images[val_idx], full.labels[val_idx]), test, list(classes), (0.5,), (0.25,))
+    data.mean, data.std = channel_stats(data.train.images[:5000])
+    return data
+
+
+# The MNIST family: four IDX files each, as their publishers ship them (gzipped or not).
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+MNIST_FAMILY = {  # name -> (torchvision class, where to get the files)
+    "mnist": ("MNIST", "https://yann.lecun.com/exdb/mnist/ (or torchvision's mirror)"),
+    "fashionmnist": ("FashionMNIST", "https://github.com/zalandoresearch/fashion-mnist"),
+    "kmnist": ("KMNIST", "https://github.com/rois-codh/kmnist"),
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST family's format; `.gz` or not) as a uint8 array of its shape."""
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes; expected the publisher's *-ubyte(.gz) files")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(data[3])]
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
+    if values.size != int(np.prod(dims)):
+        raise DataError(f"{path}: holds {values.size} values where its header says {int(np.prod(dims))}; the file is "
+                        f"cut short, fetch it again")
+    return values.reshape(dims).copy()  # writable, for torch
+
+
+def _idx_file(folders: list[Path], stem: str) -> Path | None:
+    for folder in folders:
+        for name in (stem, f"{stem}.gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def _mnist_family(config: TrainConfig, name: str) -> DataBundle:
+    cls_name, url = MNIST_FAMILY[name]
+    root = data_root(config)
+    # where users keep them: the data root itself, a folder named for the set, or torchvision's layout
+    folders = [root, root / name, root / cls_name, root / cls_name / "raw"]
+    stems = [stem for pair in IDX_FILES.values() for stem in pair]
+    if any(_idx_file(folders, stem) is None for stem in stems) and config.download:
+        try:
+            _torchvision_set(name, cls_name, root, config, "", url)  # fetches into root/<cls_name>/raw
+        except DataError:
+            pass  # named below, with the files still missing
+    missing = [stem for stem in stems if _idx_file(folders, stem) is None]
+    if missing:
+        raise _missing(name, root, f"expected {', '.join(f'{s}.gz' for s in missing)} (gzipped or not) from {url} "
+                                   f"in {root / name} or {root}, or pass --data-dir to their folder")
+
+    def build(which: str) -> tuple[np.ndarray, np.ndarray]:
+        images_file, labels_file = (_idx_file(folders, stem) for stem in IDX_FILES[which])
+        images, labels = read_idx(images_file), read_idx(labels_file)
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{images_file}: {images.shape} images against {labels.shape} labels in {labels_file}; "
+                            f"the files do not belong together")
+        return images[:, None], labels  # one channel: grayscale stays grayscale
+
+    import torchvision
+
+    classes = list(getattr(torchvision.datasets, cls_name).classes)
+    source = str(_idx_file(folders, IDX_FILES["train"][0]).resolve())
+    return _tensor_bundle(config, name, build, classes, source)
+
+
+def load_mnist(config: TrainConfig) -> DataBundle:
+    return _mnist_family(config, "mnist")
+
+
+def load_fashionmnist(config: TrainConfig) -> DataBundle:
+    return _mnist_family(config, "fashionmnist")
+
+
+def load_kmnist(config: TrainConfig) -> DataBundle:
+    return _mnist_family(config, "kmnist")
+
+
+def load_svhn(config: TrainConfig) -> DataBundle:
+    """SVHN's cropped digits (train_32x32.mat, test_32x32.mat); the `extra` split is not used."""
+    folder = data_root(config) / "svhn"
+    url = "http://ufldl.stanford.edu/housenumbers/"
+
+    def build(which: str):
+        ds = _torchvision_set("svhn", "SVHN", folder, config, f"{which}_32x32.mat", url, split=which)
+        return ds.data, np.asarray(ds.labels)
+
+    return _tensor_bundle(config, "svhn", build, [str(d) for d in range(10)], str(folder.resolve()))
+
+
+def load_stl10(config: TrainConfig) -> DataBundle:
+    """STL-10's labelled images (stl10_binary/train_X.bin, ...); the unlabelled ones are not used."""
+    folder = data_root(config) / "stl10"
+    url = "https://cs.stanford.edu/~acoates/stl10/"
+    files = "stl10_binary/ (train_X.bin, train_y.bin, test_X.bin, test_y.bin, unlabeled_X.bin, class_names.txt)"
+
+    def build(which: str):
+        ds = _torchvision_set("stl10", "STL10", folder, config, files, url, split=which)
+        return ds.data, np.asarray(ds.labels)
+
+    data = _tensor_bundle(config, "stl10", build, [], str(folder.resolve()))
+    names = folder / "stl10_binary" / "class_names.txt"
+    classes = names.read_text().split() if names.is_file() else []
+    data.classes = classes if len(classes) == 10 else [str(i) for i in range(10)]
+    return data
+
+
+def load_eurosat(config: TrainConfig) -> DataBundle:
+    """EuroSAT's RGB satellite tiles (eurosat/2750/<class>/*.jpg); no official split: carved."""
+    ds = _torchvision_set("eurosat", "EuroSAT", data_root(config), config, "eurosat/2750/<class>/*.jpg",
+                          "https://github.com/phelber/EuroSAT")
+    return _carved(config, "eurosat", [(str(p), int(label)) for p, label in ds.samples], list(ds.classes))
+
+
+def load_pets(config: TrainConfig) -> DataBundle:
+    """Oxford-IIIT Pets (oxford-iiit-pet/images, annotations/trainval.txt and test.txt): 37 breeds."""
+    url = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
+    files = "oxford-iiit-pet/images/*.jpg and oxford-iiit-pet/annotations/{trainval,test}.txt"
+    splits, classes = {}, []
+    for split in ("trainval", "test"):
+        ds = _torchvision_set("pets", "OxfordIIITPet", data_root(config), config, files, url, split=split)
+        splits[split] = [(str(p), int(label)) for p, label in zip(ds._images, ds._labels)]
+        classes = classes or list(ds.classes)  # named from the training split's image ids
+    return _files_bundle(config, "pets", splits["trainval"], splits["test"], classes)
+
+
+def load_food101(config: TrainConfig) -> DataBundle:
+    """Food-101 (food-101/images/<class>/*.jpg, food-101/meta/{train,test}.json): 101 dishes."""
+    url = "https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/"
+    files = "food-101/images/<class>/*.jpg and food-101/meta/{train,test}.json"
+    splits = {}
+    for split in ("train", "test"):
+        ds = _torchvision_set("food101", "Food101", data_root(config), config, files, url, split=split)
+        splits[split] = [(str(p), int(label)) for p, label in zip(ds._image_files, ds._labels)]
+    return _files_bundle(config, "food101", splits["train"], splits["test"], ds.classes)
+
+
+def load_dtd(config: TrainConfig) -> DataBundle:
+    """The Describable Textures Dataset (dtd/dtd/images, labels/{train,val,test}1.txt): its
+    official split 1, validation included."""
+    url = "https://www.robots.ox.ac.uk/~vgg/data/dtd/"
+    files = "dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,val,test}1.txt"
+    splits = {}
+    for split in ("train", "val", "test"):
+        ds = _torchvision_set("dtd", "DTD", data_root(config), config, files, url, split=split)
+        splits[split] = [(str(p), int(label)) for p, label in zip(ds._image_files, ds._labels)]
+    return _files_bundle(config, "dtd", splits["train"], splits["test"], ds.classes, val=splits["val"])
+
+
+def load_caltech101(config: TrainConfig) -> DataBundle:
+    """Caltech-101 (caltech101/101_ObjectCategories/<class>/image_*.jpg, the background class
+    left out as torchvision does); no official split: carved."""
+    ds = _torchvision_set("caltech101", "Caltech101", data_root(config), config,
+                          "caltech101/101_ObjectCategories/<class>/image_NNNN.jpg",
+                          "https://data.caltech.edu/records/mzrjq-6wc02")
+    base = Path(ds.root) / "101_ObjectCategories"
+    items = [(str(base / ds.categories[label] / f"image_{index:04d}.jpg"), int(label))
+             for index, label in zip(ds.index, ds.y)]
+    return _carved(config, "caltech101", items, list(ds.categories))
+
+
 # dataset name (the config's `dataset`) -> its loader
 LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
     "digits": load_digits,
@@ -298,6 +517,16 @@ LOADERS: dict[str, Callable[[TrainConfig], DataBundle]] = {
     "cifar10": load_cifar10,
     "cifar100": load_cifar100,
     "imagefolder": load_imagefolder,
+    "mnist": load_mnist,
+    "fashionmnist": load_fashionmnist,
+    "kmnist": load_kmnist,
+    "svhn": load_svhn,
+    "stl10": load_stl10,
+    "eurosat": load_eurosat,
+    "pets": load_pets,
+    "food101": load_food101,
+    "dtd": load_dtd,
+    "caltech101": load_caltech101,
 }
 DATA_KEYS = ("dataset", "data_dir", "download", "image_size", "augment", "val_fraction", "max_train_samples",
              "synthetic_classes", "synthetic_samples", "synthetic_region")

@@ -211,7 +211,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
                                    shuffle=True, generator=data_gen)
     val_loader = eval_loader(data.val, config, data, device)
 
-    model = build_model(config, data.num_classes).to(device)
+    model = build_model(config, data.num_classes, data.channels).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -280,6 +280,6 @@ def load_model(checkpoint: Path | dict, device: str | torch.device = "cpu") -> t
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location=device)
     config = from_dict({k: v for k, v in state["config"].items()}, base=TrainConfig())
     config.pretrained = False  # the weights come from the checkpoint
-    model = build_model(config, len(state["classes"]))
+    model = build_model(config, len(state["classes"]), in_channels=len(state["mean"]))  # a mean per channel
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config, state

@@ -87,9 +87,9 @@ class BasicBlock(nn.Module):
 class CifarResNet18(nn.Module):
     """ResNet-18 for 32x32 inputs: 3x3 stem, no max pool, stages of 64/128/256/512 (seeds 003/004)."""
 
-    def __init__(self, num_classes: int, norm: str = "batch", groups: int = 2):
+    def __init__(self, num_classes: int, norm: str = "batch", groups: int = 2, in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1, bias=False), make_norm(norm, 64, groups),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), make_norm(norm, 64, groups),
                                   nn.ReLU(inplace=True))
         stages, c_in = [], 64
         for c_out, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
@@ -126,10 +126,14 @@ def make_head(kind: str, features: int, num_classes: int) -> nn.Module:
 
 
 class TorchvisionResNet(nn.Module):
-    """A torchvision ResNet body with our own head; `pretrained` loads ImageNet weights."""
+    """A torchvision ResNet body with our own head; `pretrained` loads ImageNet weights. Its stem
+    takes three channels: a grayscale image has its one channel repeated (the ImageNet filters
+    stay as they were learnt)."""
 
-    def __init__(self, arch: str, num_classes: int, head: str = "linear", pretrained: bool = False):
+    def __init__(self, arch: str, num_classes: int, head: str = "linear", pretrained: bool = False,
+                 in_channels: int = 3):
         super().__init__()
+        self.repeat = 3 // in_channels
         import torchvision
 
         builder = getattr(torchvision.models, arch)
@@ -150,19 +154,25 @@ class TorchvisionResNet(nn.Module):
         self.head = make_head(head, features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.repeat > 1:
+            x = x.expand(-1, 3, -1, -1)
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
         return self.head(self.pool(x))
 
 
-def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+def build_model(config: TrainConfig, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """The config's network for `num_classes` and images of `in_channels` (1: grayscale, 3: colour)."""
+    if in_channels not in (1, 3):
+        raise ConfigError(f"images of {in_channels} channels: the models take 1 (grayscale) or 3 (colour)")
     if config.model == "resnet9":
-        return ResNet9(num_classes, width=config.width)
+        return ResNet9(num_classes, width=config.width, in_channels=in_channels)
     if config.model == "resnet18_cifar":
-        return CifarResNet18(num_classes, norm=config.norm, groups=config.groups)
+        return CifarResNet18(num_classes, norm=config.norm, groups=config.groups, in_channels=in_channels)
     if config.model in ("resnet18", "resnet34", "resnet50", "resnet101"):
-        return TorchvisionResNet(config.model, num_classes, head=config.head, pretrained=config.pretrained)
+        return TorchvisionResNet(config.model, num_classes, head=config.head, pretrained=config.pretrained,
+                                 in_channels=in_channels)
     raise ConfigError(f"model={config.model!r} is not known")
 
 
