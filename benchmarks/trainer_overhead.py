@@ -40,7 +40,7 @@ def bare_epoch(model, images, labels, optimizer, scheduler, batch_size, mean, st
         idx = order[b * batch_size:(b + 1) * batch_size]
         x = (images[idx].float() / 255 - mean) / std
         y = labels[idx]
-        if device.type == "cuda" and config.channels_last:
+        if config.channels_last:  # the same memory format as the trainer's
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_for(config, device):
             loss = F.cross_entropy(model(x).float(), y)
@@ -76,7 +76,7 @@ def main() -> None:
 
     ours = build_model(config, data.num_classes, data.channels).to(device)
     bare = build_model(config, data.num_classes, data.channels).to(device)
-    if device.type == "cuda" and config.channels_last:
+    if config.channels_last:
         ours, bare = ours.to(memory_format=torch.channels_last), bare.to(memory_format=torch.channels_last)
     loader = BatchLoader(train, config.batch_size, TrainTransform(config.image_size, data.mean, data.std, "none",
                                                                   torch.Generator()),

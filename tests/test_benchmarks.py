@@ -20,6 +20,7 @@ SMOKE = {
     "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
     "asha_replay.py": ["--orders", "20"],
     "warm_start.py": ["--seeds", "1", "--trials", "1", "--epochs", "1"],
+    "cpu_step.py": ["--smoke-test"],
 }
 
 

@@ -105,7 +105,7 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, phase: Phase, config:
     params = [p for p in model.parameters() if p.requires_grad]
     start = time.perf_counter()
     for images, labels in loader:
-        if device.type == "cuda" and config.channels_last:
+        if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_for(config, device):
             logits = model(images)
@@ -133,7 +133,7 @@ def predict(model: nn.Module, loader: BatchLoader, config: TrainConfig, device: 
     model.eval()
     out = []
     for images, _ in loader:
-        if device.type == "cuda" and config.channels_last:
+        if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast_for(config, device):
             out.append(model(images).float().cpu())
@@ -212,7 +212,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
     val_loader = eval_loader(data.val, config, data, device)
 
     model = build_model(config, data.num_classes, data.channels).to(device)
-    if device.type == "cuda" and config.channels_last:
+    if config.channels_last:  # faster on GPUs and CPUs alike (benchmarks/cpu_step.py)
         model = model.to(memory_format=torch.channels_last)
 
     start_epoch, history = 0, []
