@@ -306,12 +306,15 @@ def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: Comput
 
 def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
     metric = run.metric
-    columns = ["trial_id", "status", "epochs_trained", metric, "stopped_early", "test_acc", *run.search_keys]
-    table = top_trials[list(dict.fromkeys(columns))].rename(columns={"test_acc": "test_acc (last epoch)"})
+    columns = ["trial_id", "status", "epochs_trained", metric, "stopped_early", "test_acc", "params", "latency_ms",
+               *run.search_keys]
+    table = top_trials[list(dict.fromkeys(c for c in columns if c in top_trials))].rename(
+        columns={"test_acc": "test_acc (last epoch)"})
     return [f"## Top {len(top_trials)} trials", "", _md_table(table), "",
             f"`{metric}` is each trial's best epoch; `test_acc (last epoch)` is measured after its last epoch "
-            f"(trials stopped early have none). The test section below evaluates the best trial's checkpoint of "
-            f"its best epoch.", ""]
+            f"(trials stopped early have none). `params` and `latency_ms` (inference, batch 1, on the trial's "
+            f"device) are what the model costs to run; `analysis table` adds GFLOPs and images/s at batch 64. The "
+            f"test section below evaluates the best trial's checkpoint of its best epoch.", ""]
 
 
 def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | None, cost: Cost,

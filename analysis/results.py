@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sweeps.rundir import Run, load_run
+from trainer.metrics import COST
 
 __all__ = ["Run", "load_run", "results_table", "ranked"]
 
@@ -21,5 +22,5 @@ def results_table(run_path: str, top: int | None = None) -> pd.DataFrame:
     if top:
         frame = frame.head(top)
     columns = ["trial_id", "status", "epochs_trained", run.metric, "stopped_early", "failure", "retries", "test_acc",
-               *run.search_keys]
+               *COST, *run.search_keys]
     return frame[list(dict.fromkeys(columns))].reset_index(drop=True)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
-from trainer.metrics import BY_NAME, current_names
+from trainer.metrics import BY_NAME, COST, current_names
 
 from .errors import RunFolderError
 from .layout import (CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_folder, error_file, is_state_file, is_trial_folder,
@@ -31,8 +31,8 @@ from .storage import absolute, list_folder, read_text_or_none, write_bytes
 # Columns of the trials table besides the sweep's metric (each trial's best value) and the
 # searched parameters. `epochs_trained`: epochs the trial trained, at most the plan's max_epochs.
 TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs_trained", "stopped_early", "failure", "diverged",
-                 "retries", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", "time_s", "node",
-                 "checkpoint", "error"]
+                 "retries", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", *COST, "time_s",
+                 "node", "checkpoint", "error"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,7 @@ def load_run(run_path: str) -> Run:
             metric: best_value, "best_epoch": int(best_row.get("epoch", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
+            **{key: next((_finite(r[key]) for r in epoch_rows if key in r), math.nan) for key in COST},
             "time_s": float(sum(_finite(r.get("epoch_time_s")) for r in epoch_rows)) if epoch_rows else math.nan,
             "node": last.get("node_id", last.get("node_ip", "")),
             "checkpoint": checkpoint, "error": error,

@@ -44,7 +44,9 @@ def run_folder(tmp_path):
             lr_key = "lr" if trial_id == "aaaa" else "epoch_lr"  # aaaa as a run folder from before the rename
             lines.append({"epoch": epoch, "val_acc": value, "val_loss": 1 - value, lr_key: 0.1, "epoch_time_s": 2.0,
                           "finished_at": 1000.0 + 10 * index + epoch, CHECKPOINT_KEY: checkpoint_name(epoch),
-                          "replayed": replayed})
+                          "replayed": replayed,
+                          # the trainer reports the model's cost with the first epoch it trains
+                          **({"params": 1000.0 * index, "latency_ms": 0.5 * index} if epoch == 1 else {})})
         if failure:
             lines.append(failure)
         (folder / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -71,6 +73,8 @@ def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
     assert rows.loc["aaaa", "epochs_trained"] == 4 and not rows.loc["aaaa", "stopped_early"]
     assert rows.loc["aaaa", "time_s"] == 8.0
     assert rows.loc["bbbb", "stopped_early"] and rows.loc["bbbb", "epochs_trained"] == 1
+    # the cost comes with the first epoch: trials stopped early have it too
+    assert rows.loc["aaaa", "params"] == 1000 and rows.loc["bbbb", "latency_ms"] == 1.0
     assert rows.loc["cccc", "failure"] == "diverged" and rows.loc["cccc", "error"] == "the loss is nan at epoch 3"
     assert not rows.loc["cccc", "stopped_early"] and rows.loc["cccc", "epochs_trained"] == 2
     assert rows.loc["dddd", "status"] == "ERROR" and rows.loc["dddd", "error"] == "RuntimeError: boom"
@@ -107,8 +111,8 @@ def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path)
     assert "- **best: trial `aaaa`, val_acc = 0.9000** after 4 epochs, with `lr=0.1`, `weight_decay=0.0001`" in report
     header = next(line for line in report.splitlines() if line.startswith("| trial_id"))
     assert [cell.strip() for cell in header.strip("|").split("|")] == [
-        "trial_id", "status", "epochs_trained", "val_acc", "stopped_early", "test_acc (last epoch)", "lr",
-        "weight_decay"]
+        "trial_id", "status", "epochs_trained", "val_acc", "stopped_early", "test_acc (last epoch)", "params",
+        "latency_ms", "lr", "weight_decay"]
 
 
 def test_run_folder_names_are_written_in_layout_alone():

@@ -152,3 +152,25 @@ def test_quickstart_reaches_97_percent_test_accuracy():
     metrics = train(from_dict({"device": "cpu"}, base=config))
     assert metrics["test_acc"] >= 0.97, metrics
     assert math.isfinite(metrics["test_loss"])
+
+
+def test_the_first_epoch_reports_the_models_cost():
+    """params, forward FLOPs per image, inference latency and throughput: once, with the first
+    epoch (a trial ASHA stops after it has them); the FLOP count checked on a hand-counted case."""
+    from torch import nn
+
+    from trainer.cost import count_flops, measure_cost
+    from trainer.models import build_model, count_parameters
+
+    _, rows = run(tiny(epochs=2))
+    assert {"params", "gflops", "latency_ms", "infer_img_s"} <= set(rows[0]) and "params" not in rows[1]
+    model = build_model(tiny(), 4)
+    assert rows[0]["params"] == count_parameters(model) and rows[0]["gflops"] > 0
+    assert rows[0]["latency_ms"] > 0 and rows[0]["infer_img_s"] > 0
+    # a linear layer 10 -> 5 is 50 multiply-adds: 100 FLOPs per image
+    assert count_flops(nn.Linear(10, 5), torch.zeros(1, 10)) == 100
+    # a 3x3 convolution 1 -> 2 channels, padded, on 4x4: 2 * 16 positions * 2 out * 9 taps = 576
+    assert count_flops(nn.Conv2d(1, 2, 3, padding=1, bias=False), torch.zeros(1, 1, 4, 4)) == 576
+    model.train()
+    cost = measure_cost(model, tiny(), 3, torch.device("cpu"), budget_s=0.01)
+    assert model.training and cost["params"] == count_parameters(model)

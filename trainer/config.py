@@ -104,6 +104,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on GPUs with bf16 (Ampere on), else fp32
     channels_last: bool = True  # NHWC memory format (faster on GPU and CPU: benchmarks/cpu_step.py)
     eval_test: bool = True  # evaluate the final model on the test split
+    measure_cost: bool = True  # report params, FLOPs and inference latency with the first epoch (trainer.cost)
 
     def validate(self) -> TrainConfig:
         for key, allowed in CHOICES.items():

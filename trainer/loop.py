@@ -26,6 +26,7 @@ from .config import ConfigError, TrainConfig, from_dict
 from .data import BatchLoader, DataBundle, PilLoader, Split
 from .datasets import load_data
 from .errors import OUT_OF_MEMORY, DIVERGED, TrainerError
+from .cost import measure_cost
 from .models import build_model, set_backbone_trainable, train_mode
 from .optim import Schedule, build_optimizer, build_schedule, l1_penalty
 
@@ -249,6 +250,8 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
             phase.schedule.after_epoch(metrics["val_loss"])
             if epoch + 1 == config.epochs and config.eval_test and len(data.test):
                 metrics.update(evaluate(model, eval_loader(data.test, config, data, device), config, device, "test"))
+            if epoch == start_epoch and config.measure_cost:  # the weights do not change it: once per run
+                metrics.update(measure_cost(model, config, data.channels, device, autocast_for(config, device)))
             metrics["epoch_time_s"] = time.perf_counter() - started
             metrics["finished_at"] = time.time()  # wall clock: orders the epochs of concurrent runs
             history.append(dict(metrics))
