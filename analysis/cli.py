@@ -106,5 +106,71 @@ def gradcam(run_path: RunPath,
     typer.echo(f"grad-cam: {out}")
 
 
+@app.command()
+def export(run_path: RunPath,
+           out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the model, meta.json and MODEL.md.")],
+           fmt: Annotated[str, typer.Option("--format", help="torchscript (needs torch) or onnx (needs "
+                                                             "onnxruntime; the onnx extra).")] = "torchscript",
+           trial: Annotated[Optional[str], typer.Option(help="Trial id (default: the best that fits the limits).")]
+           = None,
+           max_latency_ms: Annotated[Optional[float], typer.Option(
+               help="The best trial whose inference at batch 1 took at most this many ms.")] = None,
+           max_params: Annotated[Optional[float], typer.Option(
+               help="The best trial with at most this many parameters.")] = None,
+           data_dir: DataDirOption = None) -> None:
+    """Export a trial's model with its preprocessing, checked against PyTorch on the test split."""
+    from .export import ExportError
+    from .export import export as export_model
+
+    with user_errors((ExportError,)):
+        check = export_model(run_path, out, fmt, trial, max_latency_ms, max_params, data_dir)
+    typer.echo(f"checked on {check['images']} {check['split']} images: largest probability difference "
+               f"{check['max_difference']:.2g}, same top-1 answer {check['top1_agreement']:.1%}, accuracy "
+               f"{check['accuracy']:.4f}")
+    typer.echo(f"model: {out}")
+
+
+@app.command()
+def predict(model: Annotated[str, typer.Argument(help="An export folder, or a run folder (its best trial).")],
+            images: Annotated[list[Path], typer.Argument(help="Image files or folders of them.")],
+            top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.", min=1)] = 3,
+            fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table") -> None:
+    """Classify images; files that are not images are skipped with a warning (exit code 1)."""
+    import sys
+
+    import pandas as pd
+
+    from sweeps.cli import show_warnings
+
+    from .export import ExportError
+    from .predict import image_files, load_classifier
+    from .predict import predict as classify
+
+    show_warnings()
+    with user_errors((ExportError,)):
+        if fmt not in ("table", "csv", "json"):
+            raise ExportError(f"--format {fmt}: use table, csv or json")
+        classifier = load_classifier(model)
+        files = image_files(images)
+        if sys.stderr.isatty() and len(files) > 64:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("classifying", total=len(files))
+                rows, skipped = classify(classifier, files, top_k, lambda n: bar.advance(task, n))
+        else:
+            rows, skipped = classify(classifier, files, top_k)
+    frame = pd.DataFrame(rows)
+    if fmt == "json":
+        typer.echo(frame.to_json(orient="records", indent=2) if rows else "[]")
+    elif fmt == "csv":
+        typer.echo(frame.to_csv(index=False).rstrip("\n"))
+    elif rows:
+        typer.echo(frame.to_markdown(index=False, floatfmt=".4f"))
+    if skipped:
+        typer.echo(f"{len(skipped)} of {len(files)} files skipped", err=True)
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

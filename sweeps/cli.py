@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -29,14 +31,24 @@ def main() -> None:
 
 def show_warnings() -> None:
     """resweep's own warnings (skipped images, ...) as `warning: ...` lines on stderr."""
-    import logging
-
     logger = logging.getLogger("resweep")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrNow()
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
+
+
+class _StderrNow(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a warning comes (a test runner swaps it per command)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 SetOption = Annotated[Optional[list[str]], typer.Option(

@@ -21,6 +21,7 @@ SMOKE = {
     "asha_replay.py": ["--orders", "20"],
     "warm_start.py": ["--seeds", "1", "--trials", "1", "--epochs", "1"],
     "cpu_step.py": ["--smoke-test"],
+    "export_latency.py": ["--smoke-test"],
 }
 
 

@@ -48,11 +48,12 @@ IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
-def decode(path: str | Path, size: int) -> np.ndarray | None:
-    """An image file as uint8 [3, size, size] (short side resized, center crop), None if unreadable."""
+def decode(path: str | Path, size: int, channels: int = 3) -> np.ndarray | None:
+    """An image file as uint8 [channels, size, size] (short side resized, center crop; 1 channel:
+    grayscale), None if unreadable."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = image.convert("RGB" if channels == 3 else "L")
             w, h = image.size
             scale = size / min(w, h)
             image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))),
@@ -60,7 +61,8 @@ def decode(path: str | Path, size: int) -> np.ndarray | None:
             w, h = image.size
             left, top = (w - size) // 2, (h - size) // 2
             image = image.crop((left, top, left + size, top + size))
-            return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+            array = np.asarray(image, dtype=np.uint8)
+            return (array[None] if array.ndim == 2 else array.transpose(2, 0, 1)).copy()
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
