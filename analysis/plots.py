@@ -202,3 +202,20 @@ def cam_rows(rows: list[list[tuple[np.ndarray, str]]], path: Path) -> Path:
             axes[r, c].imshow(image)
             axes[r, c].set_title(title, fontsize=8)
     return _save(fig, path)
+
+
+def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, path: Path) -> Path:
+    """Every trial a dot at (x, y), the Pareto front's trials joined and labelled."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.scatter(points[x], points[y], s=22, color="0.6", label="trial")
+    line = front.sort_values(x)
+    ax.plot(line[x], line[y], marker="o", color="tab:red", label="Pareto front")
+    for _, row in line.iterrows():
+        ax.annotate(str(row["trial_id"]), (row[x], row[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(BY_NAME[x].label if x in BY_NAME else x)
+    ax.set_ylabel(BY_NAME[y].label if y in BY_NAME else y)
+    if (points[x] > 0).all() and points[x].max() / max(points[x].min(), 1e-12) > 20:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

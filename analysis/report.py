@@ -266,6 +266,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     lines = [*summary_section(run, best, cost, bought),
              *_warm_start_section(run),
              *top_trials_section(run, top_trials),
+             *pareto_section(run, out),
              *curves_section(run, top_trials, bought, cost, out),
              *hyperparameters_section(run, out),
              *best_model_section(run, best, out, gradcam_samples, data_dir)]
@@ -315,6 +316,36 @@ def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
             f"(trials stopped early have none). `params` and `latency_ms` (inference, batch 1, on the trial's "
             f"device) are what the model costs to run; `analysis table` adds GFLOPs and images/s at batch 64. The "
             f"test section below evaluates the best trial's checkpoint of its best epoch.", ""]
+
+
+def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
+    """The trials no other trial beats on every objective at once (at least as good on all,
+    better on one), in the order given."""
+    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
+    values = trials[list(objectives)].to_numpy(float) * signs  # larger is better on every column
+    on_front = [not any((other >= mine).all() and (other > mine).any() for other in values) for mine in values]
+    return trials[on_front]
+
+
+def pareto_section(run: Run, out: Path) -> list[str]:
+    """A sweep of several objectives: its Pareto front, drawn for the first two, and listed."""
+    objectives = run.plan.objectives
+    if not objectives:
+        return []
+    scored = run.scored.dropna(subset=list(objectives))
+    if scored.empty:
+        return ["## Pareto front", "", "No trial has a value of every objective yet.", ""]
+    front = pareto_front(scored, objectives)
+    x, y = list(objectives)[1], list(objectives)[0]  # the cost across, the metric up
+    plots.pareto(scored, front, x, y, out / "pareto.png")
+    names = ", ".join(f"`{k}` ({v})" for k, v in objectives.items())
+    columns = ["trial_id", "status", "epochs_trained", *objectives, *run.search_keys]
+    table = front.sort_values(x, kind="stable")[list(dict.fromkeys(columns))]
+    return ["## Pareto front", "",
+            f"Objectives {names}: {len(front)} of {len(scored)} trials are on the front (no other trial is at "
+            f"least as good on every objective and better on one). `{y}` is each trial's best epoch; trials "
+            f"stopped early by ASHA are there with what they reached before they were stopped.", "",
+            "![pareto front](pareto.png)", "", _md_table(table), ""]
 
 
 def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | None, cost: Cost,

@@ -48,12 +48,14 @@ class SweepPlan:
     overrides: list[str]  # the --set items, as given
     created: float = 0.0
     # The baselines benchmarks/sweep_efficiency.py compares against (not on the command line):
-    sampler: str = "tpe"  # tpe | random
+    sampler: str = "tpe"  # tpe | random | nsga2
     early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
     mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
     wandb: str = ""  # Weights & Biases project the trials are logged to; "": none
     # what --warm-start took from an earlier sweep (sweeps/warmstart.py); {}: started from nothing
     warm_start: dict[str, Any] = field(default_factory=dict)
+    # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
+    objectives: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -109,7 +111,7 @@ class SweepPlan:
                    mode=p.mode, seed=base.seed, storage=absolute(storage),
                    name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
                    created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
-                   wandb=p.wandb if wandb is None else wandb)
+                   wandb=p.wandb if wandb is None else wandb, objectives=dict(p.objectives))
         for params in ([plan.initial] if plan.initial else []):
             try:
                 from_dict(params, base=base)
@@ -118,7 +120,8 @@ class SweepPlan:
         return plan
 
     def save(self) -> None:
-        write_text(plan_file(self.path), json.dumps(asdict(self), indent=2, sort_keys=True))
+        # in the plan's own order: the first objective is the metric, the search space reads as written
+        write_text(plan_file(self.path), json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, run_path: str) -> SweepPlan:
@@ -175,7 +178,9 @@ class SweepPlan:
             f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; "
             + (f"ASHA grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"
                if self.early_stopping else "no early stopping: every trial trains them all"),
-            f"  metric          {self.metric} ({self.mode})",
+            f"  metric          {self.metric} ({self.mode})" + (
+                "; objectives " + ", ".join(f"{k} ({v})" for k, v in self.objectives.items())
+                + ": a Pareto front, ASHA ranking on the first" if self.objectives else ""),
             f"  resources       {self.gpu:g} GPU and {self.cpu:g} CPU per trial; concurrency "
             f"{self.concurrency or 'as resources allow'}",
             f"  model           {self.train['model']} ({gflops:.2f} GFLOPs/image at {self.train['image_size']}px) "

@@ -9,7 +9,8 @@
       lr: {loguniform: [1.0e-4, 1.0e-1]}
     initial:    # the first point evaluated: the seed's own published hyperparameters
       lr: 0.01
-    sweep:      # trials, grace_period, reduction_factor, metric, mode, concurrency
+    sweep:      # trials, grace_period, reduction_factor, metric, mode, concurrency,
+                # objectives: {val_acc: max, latency_ms: min} (two or more; the first is the metric)
       trials: 16
     resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
       gpu: 1
@@ -32,7 +33,7 @@ from typing import Any
 import yaml
 
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
-from trainer.metrics import RANKED
+from trainer.metrics import OBJECTIVES, RANKED
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
@@ -100,6 +101,9 @@ class Preset:
     cpu: float = 4.0
     mlflow: str = ""  # MLflow tracking URI; "": off
     wandb: str = ""  # Weights & Biases project; "": off
+    # name -> max | min: two or more objectives make the search multi-objective (Optuna's
+    # multi-objective TPE); the first is also `metric`, the one ASHA ranks epochs by. {}: one metric
+    objectives: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,7 +123,7 @@ class Preset:
             "initial": self.initial,
             "sweep": {"trials": self.trials, "grace_period": self.grace_period,
                       "reduction_factor": self.reduction_factor, "metric": self.metric, "mode": self.mode,
-                      "concurrency": self.concurrency},
+                      "concurrency": self.concurrency, **({"objectives": self.objectives} if self.objectives else {})},
             "resources": {"gpu": self.gpu, "cpu": self.cpu},
             **({"tracking": {k: v for k, v in (("mlflow", self.mlflow), ("wandb", self.wandb)) if v}}
                if self.mlflow or self.wandb else {}),
@@ -234,9 +238,18 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
         if not search[key].contains(value):
             raise PresetError(f"{path}: initial.{key}={value!r} lies outside {search[key].describe()}")
         initial[key] = value
-    sweep = {}
+    sweep: dict[str, Any] = {"objectives": _objectives(path, _section(path, data, "sweep"))}
+    if sweep["objectives"]:  # the first objective is the metric ASHA ranks by
+        first, first_mode = next(iter(sweep["objectives"].items()))
+        given = _section(path, data, "sweep")
+        if given.get("metric", first) != first or given.get("mode", first_mode) != first_mode:
+            raise PresetError(f"{path}: sweep.metric/mode must be the first objective ({first}: {first_mode}) or "
+                              f"left out")
+        sweep.update(metric=first, mode=first_mode)
     for section, schema in (("sweep", SWEEP_KEYS), ("resources", RESOURCE_KEYS), ("tracking", TRACKING_KEYS)):
         for key, value in _section(path, data, section).items():
+            if section == "sweep" and key == "objectives":
+                continue
             if key not in schema:
                 raise PresetError(f"{path}: unknown key {section}.{key}; allowed: {', '.join(schema)}")
             kind = schema[key]
@@ -263,6 +276,26 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
         raise PresetError(f"{path}: sweep.grace_period={preset.grace_period} exceeds train.epochs="
                           f"{preset.max_epochs}")
     return preset
+
+
+def _objectives(path: str, sweep: dict[str, Any]) -> dict[str, str]:
+    """sweep.objectives: {name: max | min}, at least two, the first a per-epoch metric."""
+    raw = sweep.get("objectives")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) < 2:
+        raise PresetError(f"{path}: sweep.objectives needs two or more `name: max|min` entries, for example "
+                          f"{{val_acc: max, latency_ms: min}}; for one, set sweep.metric")
+    for name, mode in raw.items():
+        if name not in OBJECTIVES:
+            raise PresetError(f"{path}: sweep.objectives.{name}: unknown; allowed: {', '.join(OBJECTIVES)}")
+        if mode not in ("max", "min"):
+            raise PresetError(f"{path}: sweep.objectives.{name}={mode!r}; allowed: max, min")
+    first = next(iter(raw))
+    if first not in RANKED:
+        raise PresetError(f"{path}: sweep.objectives: the first ({first}) is what ASHA ranks epochs by, so it must "
+                          f"be a per-epoch metric: {', '.join(RANKED)}")
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def load_preset(name_or_path: str) -> Preset:

@@ -32,6 +32,7 @@ from trainer.config import from_dict
 from trainer.data import DataBundle
 from trainer.datasets import data_key, load_data
 from trainer.loop import TrialHalted, train
+from trainer.metrics import COST
 
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
 from .storage import filesystem, is_uri, join, list_folder, local_folder
@@ -119,7 +120,13 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
     state = folder.load_newest()
     history: list[dict[str, Any]] = list(state["history"]) if state else []
 
+    cost: dict[str, Any] = {}
+
     def send(metrics: dict[str, Any]) -> None:
+        # the model's cost comes with the first epoch; every later report carries it too, so that a
+        # search with cost objectives finds it in a trial's last report
+        cost.update({k: metrics[k] for k in COST if k in metrics})
+        metrics.update({k: v for k, v in cost.items() if k not in metrics})
         metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
         metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tune.report(metrics)

@@ -131,13 +131,18 @@ def make_searcher(plan: SweepPlan, concurrency: int):
     startup = min(10, max(2, plan.trials // 4))
     if plan.sampler == "random":
         sampler = optuna.samplers.RandomSampler(seed=plan.seed)
+    elif plan.sampler == "nsga2":  # the other multi-objective sampler (benchmarks/multi_objective.py)
+        sampler = optuna.samplers.NSGAIISampler(seed=plan.seed, population_size=max(4, min(50, plan.trials // 3)))
     else:
         sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
     if plan.warm_start:  # the earlier sweep's best first, its trials already in the study
         first = first_points(plan.warm_start)
     else:
         first = [dict(plan.initial)] if plan.initial else []
-    searcher = OptunaSearch(space=distributions, metric=plan.metric, mode=plan.mode, sampler=sampler,
+    metric, mode = plan.metric, plan.mode
+    if plan.objectives:  # Optuna's TPE is multi-objective by itself (MOTPE); each trial's last report counts
+        metric, mode = list(plan.objectives), list(plan.objectives.values())
+    searcher = OptunaSearch(space=distributions, metric=metric, mode=mode, sampler=sampler,
                             points_to_evaluate=first or None)
     if plan.warm_start:
         seed_searcher(searcher, plan.warm_start)

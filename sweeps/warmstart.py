@@ -55,6 +55,9 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
     from .rundir import load_run
 
     flag = f"--warm-start {source}"
+    if plan.objectives:
+        raise SweepError(f"{flag}: a sweep of several objectives starts from nothing (Optuna takes earlier "
+                         f"trials of one value); drop --warm-start or sweep one metric")
     try:
         earlier = load_run(source)
     except (RunFolderError, SweepError, OSError) as err:

@@ -22,6 +22,7 @@ SMOKE = {
     "warm_start.py": ["--seeds", "1", "--trials", "1", "--epochs", "1"],
     "cpu_step.py": ["--smoke-test"],
     "export_latency.py": ["--smoke-test"],
+    "multi_objective.py": ["--seeds", "1", "--samples", "2", "--epochs", "1"],
 }
 
 

@@ -31,7 +31,8 @@ def test_preset_trains_on_synthetic_data_of_its_shape(name):
     two_phase = config.head_epochs > 0
     smoke = from_dict({"dataset": "synthetic", "synthetic_classes": classes, "synthetic_samples": 4 * classes,
                        "pretrained": False, "epochs": 2 if two_phase else 1, "head_epochs": 1 if two_phase else 0,
-                       "batch_size": 4, "max_train_samples": 8, "eval_test": False, "device": "cpu"}, base=config)
+                       "batch_size": 4, "max_train_samples": 8, "eval_test": False, "device": "cpu",
+                       "measure_cost": False}, base=config)  # its cost: tests/test_train.py
     rows = []
     train(smoke, report=lambda m, save: rows.append(m))
     assert [r["epoch"] for r in rows] == list(range(1, smoke.epochs + 1))

@@ -41,16 +41,20 @@ EPOCH_METRICS = (
     Metric("epoch_time_s", "seconds per epoch, evaluation included", tag="time/epoch_s", column="sec", fmt=".1f"),
     Metric("finished_at", "wall-clock time the epoch ended", fmt=".0f"),  # orders concurrent trials' epochs
     # the model's cost (trainer.cost), with the first epoch a run trains: they do not depend on the weights
-    Metric("params", "parameters", fmt=".3g"),
-    Metric("gflops", "GFLOPs per image (forward)", fmt=".3g"),
-    Metric("latency_ms", "inference ms per image at batch 1", fmt=".3g"),
-    Metric("infer_img_s", "inference images per second at batch 64", fmt=".0f"),
+    Metric("params", "parameters", "min", fmt=".3g"),
+    Metric("gflops", "GFLOPs per image (forward)", "min", fmt=".3g"),
+    Metric("latency_ms", "inference ms per image at batch 1", "min", fmt=".3g"),
+    Metric("infer_img_s", "inference images per second at batch 64", "max", fmt=".0f"),
     Metric("peak_rss_mb", "peak resident memory of the trial's process, MiB", fmt=".0f"),  # added by a sweep trial
 )
 BY_NAME = {m.name: m for m in EPOCH_METRICS}
 COST = ("params", "gflops", "latency_ms", "infer_img_s")  # of the model, not of an epoch: a trial has one each
-# what a preset's `metric` may name, validation first: ranking on the training split rewards overfitting
-RANKED = tuple(sorted((m.name for m in EPOCH_METRICS if m.rank), key=lambda name: not name.startswith("val_")))
+# what a preset's `metric` may name (ASHA ranks epochs by it), validation first: ranking on the
+# training split rewards overfitting
+RANKED = tuple(sorted((m.name for m in EPOCH_METRICS if m.rank and m.name not in COST),
+                      key=lambda name: not name.startswith("val_")))
+# what a preset's `objectives` may name: the ranked metrics and the model's cost
+OBJECTIVES = (*RANKED, *COST)
 # Names that older run folders wrote, read as today's.
 FORMER_NAMES = {"lr": "epoch_lr"}
 
