@@ -10,9 +10,10 @@ of as many repeats as fit in its time budget.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import TrainConfig
@@ -34,6 +35,11 @@ def measure_cost(model: nn.Module, config: TrainConfig, channels: int, device: t
     (batch 64) of `model` in eval mode on `device`, in the trial's precision (`autocast`: the
     training autocast context; fp32 on the CPU). The model's train/eval mode is restored."""
     from contextlib import nullcontext
+
+    # torch.utils.benchmark imports cpp_extension, which logs a line about CUDA_HOME on machines
+    # without a CUDA runtime: imported here, and quietly, so that the CLI's stderr stays clean
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
 
     was_training = model.training
     model.eval()
