@@ -117,17 +117,31 @@ def export(run_path: RunPath,
                help="The best trial whose inference at batch 1 took at most this many ms.")] = None,
            max_params: Annotated[Optional[float], typer.Option(
                help="The best trial with at most this many parameters.")] = None,
+           mlflow: Annotated[Optional[str], typer.Option(
+               help="Also log it as an MLflow model to this tracking URI (needs the mlflow extra).")] = None,
            data_dir: DataDirOption = None) -> None:
     """Export a trial's model with its preprocessing, checked against PyTorch on the test split."""
-    from .export import ExportError
+    import json
+
+    from .export import META_FILE, ExportError, log_to_mlflow
     from .export import export as export_model
 
     with user_errors((ExportError,)):
+        if mlflow is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("mlflow") is None:  # before the export's work, not after
+                raise ExportError("--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or pip install "
+                                  "mlflow)")
         check = export_model(run_path, out, fmt, trial, max_latency_ms, max_params, data_dir)
+        if mlflow is not None:
+            run_id = log_to_mlflow(mlflow, out, json.loads((out / META_FILE).read_text()))
     typer.echo(f"checked on {check['images']} {check['split']} images: largest probability difference "
                f"{check['max_difference']:.2g}, same top-1 answer {check['top1_agreement']:.1%}, accuracy "
                f"{check['accuracy']:.4f}")
     typer.echo(f"model: {out}")
+    if mlflow is not None:
+        typer.echo(f"mlflow: run {run_id} at {mlflow} (model: runs:/{run_id}/model)")
 
 
 @app.command()

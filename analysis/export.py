@@ -195,6 +195,53 @@ def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None
     return check
 
 
+def log_to_mlflow(uri: str, out: Path, meta: dict) -> str:
+    """The export as an MLflow model (mlflow.pytorch for TorchScript, mlflow.onnx for ONNX) in a run
+    of the experiment `resweep-<preset>`, with the check's figures and the whole export folder
+    (MODEL.md included) as artifacts. Returns the MLflow run id."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise ExportError("--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or pip install mlflow)")
+    import logging
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its table-creation notes
+    try:
+        return _log_to_mlflow(mlflow, uri, out, meta)
+    except MlflowException as err:
+        raise ExportError(f"--mlflow {uri}: {str(err).splitlines()[0]}; the export in {out} is written") from None
+
+
+def _log_to_mlflow(mlflow, uri: str, out: Path, meta: dict) -> str:
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(f"resweep-{meta['preset']}")
+    with mlflow.start_run(run_name=f"export {meta['trial']}") as run:
+        mlflow.log_params({k: meta[k] for k in ("format", "trial", "preset", "dataset", "model", "image_size",
+                                                 "input_size", "metric")})
+        mlflow.log_metrics({"check_accuracy": meta["check"]["accuracy"],
+                            "check_max_difference": meta["check"]["max_difference"],
+                            "check_top1_agreement": meta["check"]["top1_agreement"],
+                            **({meta["metric"]: meta["value"]} if meta["value"] is not None else {})})
+        mlflow.set_tags({"resweep.run": meta["run"], "resweep.trial": meta["trial"]})
+        if meta["format"] == "torchscript":
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mlflow.pytorch.log_model(torch.jit.load(str(out / FORMATS["torchscript"])), name="model",
+                                         pip_requirements=["torch"], serialization_format="pickle")
+        else:
+            import onnx
+
+            mlflow.onnx.log_model(onnx.load(str(out / FORMATS["onnx"])), name="model",
+                                  pip_requirements=["onnxruntime"])
+        mlflow.log_artifacts(str(out), artifact_path="export")
+    return run.info.run_id
+
+
 def _meta(run: Run, loaded: Loaded, fmt: str) -> dict:
     row = loaded.trial
     value = row[run.metric]

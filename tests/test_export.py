@@ -129,3 +129,23 @@ def test_export_refuses_with_one_line(crashed_run, tmp_path):
         assert result.exit_code == 2 and message in result.output, result.output
         assert "Traceback" not in result.output
     assert not (tmp_path / "x").exists(), "nothing written"
+
+
+def test_export_logs_an_mlflow_model_that_loads_and_answers_the_same(crashed_run, tmp_path):
+    import mlflow
+    import torch
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = invoke("export", crashed_run, "--out", tmp_path / "m", "--mlflow", uri)
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("mlflow: run ")[1].split()[0]
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.params["format"] == "torchscript" and run.data.metrics["check_top1_agreement"] == 1.0
+    listed = {a.path for a in client.list_artifacts(run_id, "export")}
+    assert {"export/MODEL.md", "export/meta.json", "export/model.pt"} <= listed
+    mlflow.set_tracking_uri(uri)
+    logged = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
+    images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
+    own = torch.jit.load(str(tmp_path / "m" / "model.pt"))
+    assert torch.allclose(logged(images), own(images))
