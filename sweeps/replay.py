@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,22 +51,28 @@ def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
     return [grace_period * reduction_factor ** k for k in range(count)]
 
 
-def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_factor: float,
-           mode: str = "max") -> Outcome:
-    """ASHA over `curves`, started in list order, `concurrency` at a time."""
-    max_t = min(len(c.values) for c in curves)
+def asha(propose: Callable[[], Curve | None], concurrency: int, grace_period: int, reduction_factor: float,
+         max_t: int, mode: str = "max", finished: Callable[[int, int], None] | None = None) -> list[int]:
+    """The ASHA loop itself: trials come from `propose()` (None: no more), numbered in the order
+    they start; a new one starts whenever a running one ends, `concurrency` at a time.
+    `finished(trial, epochs)` is called as each ends (a searcher learns from it before the next
+    `propose`). Returns the epochs each trial trained, in start order."""
     sign = 1.0 if mode == "max" else -1.0
     milestones = rungs(grace_period, reduction_factor, max_t)
     recorded: dict[float, dict[int, float]] = {m: {} for m in milestones}  # rung -> trial -> value
     events: list[tuple[float, int, int]] = []  # (time, start order, epoch just finished)
-    waiting = list(range(len(curves)))
-    trained = [0] * len(curves)
+    curves: list[Curve] = []
+    trained: list[int] = []
 
-    def start(trial: int, now: float) -> None:
-        heapq.heappush(events, (now + curves[trial].duration(1), trial, 1))
+    def start(now: float) -> None:
+        curve = propose()
+        if curve is not None:
+            curves.append(curve)
+            trained.append(0)
+            heapq.heappush(events, (now + curve.duration(1), len(curves) - 1, 1))
 
-    for _ in range(min(concurrency, len(curves))):
-        start(waiting.pop(0), 0.0)
+    for _ in range(concurrency):
+        start(0.0)
     while events:
         now, trial, epoch = heapq.heappop(events)
         trained[trial] = epoch
@@ -79,10 +86,20 @@ def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_f
                 stop = True
             recorded[milestone][trial] = reward
         if stop:
-            if waiting:
-                start(waiting.pop(0), now)
+            if finished is not None:
+                finished(trial, epoch)
+            start(now)
         else:
             heapq.heappush(events, (now + curves[trial].duration(epoch + 1), trial, epoch + 1))
+    return trained
+
+
+def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_factor: float,
+           mode: str = "max") -> Outcome:
+    """ASHA over `curves`, started in list order, `concurrency` at a time."""
+    max_t = min(len(c.values) for c in curves)
+    queue = iter(curves)
+    trained = asha(lambda: next(queue, None), concurrency, grace_period, reduction_factor, max_t, mode)
     seen = [v for c, n in zip(curves, trained) for v in c.values[:n]]
     every = [v for c in curves for v in c.values[:max_t]]
     pick = max if mode == "max" else min
