@@ -38,6 +38,7 @@ from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_o
 from .storage import check_writable, exists, is_uri
 from .tracking import tracking_callbacks
 from .trial import run_trial
+from .simulate import SETTINGS, default_setting, make_sampler
 from .warmstart import first_points, seed_searcher
 
 
@@ -128,17 +129,17 @@ def make_searcher(plan: SweepPlan, concurrency: int):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
     distributions = optuna_distributions(plan.search)
-    startup = min(10, max(2, plan.trials // 4))
-    if plan.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=plan.seed)
-    elif plan.sampler == "nsga2":  # the other multi-objective sampler (benchmarks/multi_objective.py)
+    setting = default_setting(plan.trials)  # chosen on recorded curves: sweeps/simulate.py
+    if plan.sampler == "nsga2":  # the other multi-objective sampler (benchmarks/multi_objective.py)
         sampler = optuna.samplers.NSGAIISampler(seed=plan.seed, population_size=max(4, min(50, plan.trials // 3)))
     else:
-        sampler = optuna.samplers.TPESampler(seed=plan.seed, n_startup_trials=startup, constant_liar=True)
+        if plan.sampler == "random":
+            setting = SETTINGS["random-seed"]
+        sampler = make_sampler(setting, plan.trials, plan.seed)
     if plan.warm_start:  # the earlier sweep's best first, its trials already in the study
         first = first_points(plan.warm_start)
     else:
-        first = [dict(plan.initial)] if plan.initial else []
+        first = [dict(plan.initial)] if plan.initial and setting.seed_first else []
     metric, mode = plan.metric, plan.mode
     if plan.objectives:  # Optuna's TPE is multi-objective by itself (MOTPE); each trial's last report counts
         metric, mode = list(plan.objectives), list(plan.objectives.values())

@@ -1,0 +1,142 @@
+"""Search settings simulated on recorded curves (sweeps/simulate.py): a case worked out by
+hand, the nearest-configuration table, real Optuna samplers over many seeds, the CLI."""
+
+import json
+import math
+
+import pytest
+from conftest import preset
+from typer.testing import CliRunner
+
+from sweeps.cli import app
+from sweeps.simulate import (SETTINGS, Nearest, Recorded, Recording, Setting, compare, load_recording, simulate)
+
+SEARCH = {"lr": {"loguniform": [1e-3, 1.0]}, "optimizer": {"choice": ["sgd", "adam"]}}
+# the four curves of tests/test_replay.py, each with its configuration and test accuracy
+CONFIGS = [
+    Recorded({"lr": 0.01, "optimizer": "sgd"}, [0.5, 0.6, 0.7, 0.8], [1, 1, 1, 1], 0.81),
+    Recorded({"lr": 0.1, "optimizer": "sgd"}, [0.4, 0.7, 0.75, 0.9], [1, 1, 1, 1], 0.91),
+    Recorded({"lr": 0.01, "optimizer": "adam"}, [0.6, 0.65, 0.66, 0.67], [1, 1, 1, 1], 0.66),
+    Recorded({"lr": 0.1, "optimizer": "adam"}, [0.3, 0.5, 0.55, 0.6], [1, 1, 1, 1], 0.58),
+]
+
+
+def recording(initial=None, configs=CONFIGS) -> Recording:
+    return Recording(SEARCH, initial or {}, "val_acc", "max", 4, 1, 2.0, 1, list(configs))
+
+
+def test_nearest_matches_the_choice_first_then_the_log_scaled_number():
+    nearest = Nearest(recording())
+    assert nearest({"lr": 0.011, "optimizer": "sgd"}) == 0
+    assert nearest({"lr": 0.05, "optimizer": "adam"}) == 3  # log midpoint of 0.01 and 0.1 is 0.0316
+    assert nearest({"lr": 0.02, "optimizer": "adam"}) == 2
+    # a far lr with the right optimizer beats a near lr with the wrong one
+    assert nearest({"lr": 1.0, "optimizer": "adam"}) == 3
+
+
+def test_a_sweep_worked_out_by_hand():
+    # The four configurations start in order (given first, near but not equal to the recorded
+    # ones), one at a time, ASHA grace 1, rf 2, 4 epochs (as test_replay works out): A trains
+    # 4 epochs, B is stopped after 1 (0.4 < 0.5), C trains 4 (0.6 >= median(0.5, 0.4); 0.65
+    # >= 0.6), D is stopped after 1 (0.3 < median(0.5, 0.4, 0.6)): 10 epochs. Of the trials
+    # trained to the end (A: best 0.8, C: 0.67), A is the sweep's pick: its test accuracy, 0.81;
+    # B's better curve (0.9 at epoch 4) is never seen.
+    first = [{"lr": 0.012, "optimizer": "sgd"}, {"lr": 0.09, "optimizer": "sgd"},
+             {"lr": 0.009, "optimizer": "adam"}, {"lr": 0.2, "optimizer": "adam"}]
+    result = simulate(recording(), Setting("given", seed_first=False), trials=4, seed=0, first=first)
+    assert result.trials == [0, 1, 2, 3]
+    assert result.epochs == 10
+    assert result.best_value == 0.8 and result.test_acc == 0.81
+    # without early stopping every trial trains to the end and B, the best, is found
+    fifo = simulate(recording(), Setting("given", seed_first=False), trials=4, seed=0, first=first,
+                    early_stopping=False)
+    assert fifo.epochs == 16 and fifo.test_acc == 0.91
+
+
+def test_the_seed_configuration_runs_first_only_where_the_setting_says():
+    rec = recording(initial={"lr": 0.1, "optimizer": "adam"})
+    for seed in range(5):
+        assert simulate(rec, SETTINGS["resweep"], trials=3, seed=seed).trials[0] == 3
+    firsts = {simulate(rec, SETTINGS["tpe-no-seed"], trials=3, seed=seed).trials[0] for seed in range(8)}
+    assert firsts != {3}, "without the seed configuration the first trial is drawn at random"
+
+
+def test_real_samplers_over_many_seeds():
+    # a larger table: 2 optimizers x 12 learning rates, the curve's level peaking at lr 0.1 for sgd
+    configs = []
+    for optimizer in ("sgd", "adam"):
+        for k in range(12):
+            lr = 10 ** (-3 + 3 * k / 11)
+            level = 0.9 - 0.25 * abs(math.log10(lr) + (1 if optimizer == "sgd" else 2.5))
+            configs.append(Recorded({"lr": lr, "optimizer": optimizer}, [level * f for f in (0.6, 0.8, 0.9, 1.0)],
+                                    [1.0] * 4, level))
+    rec = Recording(SEARCH, {}, "val_acc", "max", 4, 1, 2.0, 2, configs)
+    summaries = compare(rec, [SETTINGS["resweep"], SETTINGS["random"], SETTINGS["qmc"]], [6, 12], seeds=12)
+    assert [(s.setting, s.trials) for s in summaries] == [
+        ("resweep", 6), ("random", 6), ("qmc", 6), ("resweep", 12), ("random", 12), ("qmc", 12)]
+    for s in summaries:
+        assert 0 < s.p10_test <= s.median_test <= 0.9
+        assert s.median_epochs < 4 * s.trials  # ASHA stopped some
+    # more trials find at least as good a model, per setting, in the median
+    for name in ("resweep", "random", "qmc"):
+        small, large = (s for s in summaries if s.setting == name)
+        assert large.median_test >= small.median_test
+    draws = {tuple(simulate(rec, SETTINGS["random"], 6, seed).trials) for seed in range(6)}
+    assert len(draws) > 1, "each seed draws its own sweep"
+
+
+def test_curves_file_and_cli(tmp_path):
+    path = tmp_path / "curves.json"
+    meta = {"metric": "val_acc", "mode": "max", "max_epochs": 4, "search": SEARCH, "initial": {},
+            "grace_period": 1, "reduction_factor": 2, "concurrency": 1}
+    path.write_text(json.dumps({"meta": meta, "configs": [
+        {"params": c.params, "values": c.values, "seconds": c.seconds, "test_acc": c.test_acc} for c in CONFIGS]}))
+    assert len(load_recording(str(path)).configs) == 4
+    out = CliRunner().invoke(app, ["simulate", str(path), "--trials", "3", "--seeds", "4",
+                                   "--setting", "resweep", "--setting", "random"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert "4 configurations of 4 epochs" in lines[0]
+    assert lines[1].split()[:2] == ["setting", "trials"]
+    assert [line.split()[0] for line in lines[2:]] == ["resweep", "random"]
+    assert all(line.split()[1:3] == ["3", "4"] for line in lines[2:])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--setting", "bogus"], "unknown setting 'bogus'"),
+    (["--trials", "500"], "too few for 500 trials"),
+])
+def test_cli_refuses_bad_input_in_one_line(tmp_path, args, message):
+    path = tmp_path / "curves.json"
+    meta = {"metric": "val_acc", "mode": "max", "max_epochs": 4, "search": SEARCH, "initial": {},
+            "grace_period": 1, "reduction_factor": 2, "concurrency": 1}
+    path.write_text(json.dumps({"meta": meta, "configs": [
+        {"params": c.params, "values": c.values, "seconds": c.seconds, "test_acc": c.test_acc} for c in CONFIGS]}))
+    out = CliRunner().invoke(app, ["simulate", str(path), *args])
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+
+
+def test_a_file_that_is_no_recording_is_named(tmp_path):
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"meta": {}}')
+    out = CliRunner().invoke(app, ["simulate", str(bad)])
+    assert out.exit_code == 2 and "not a curves file" in out.output and "Traceback" not in out.output
+
+
+def test_a_run_folder_without_early_stopping_is_a_recording(tmp_path):
+    """A real sweep that trains every trial to the end (--no-early-stopping) is read as a
+    recording: its trials' parameters, curves and test accuracies, then simulated."""
+    path = preset(tmp_path, trials=3, epochs=2)
+    runner = CliRunner()
+    out = runner.invoke(app, ["run", path, "--local", "--no-early-stopping", "--storage", str(tmp_path / "runs"),
+                              "--name", "full", "--seed", "1"])
+    assert out.exit_code == 0, out.output
+    rec = load_recording(str(tmp_path / "runs" / "full"))
+    assert len(rec.configs) == 3 and rec.max_epochs == 2
+    assert rec.initial == {"lr": 0.05, "weight_decay": 5.0e-4}
+    assert any(c.params == rec.initial for c in rec.configs), "the seed configuration was trained"
+    assert all(len(c.values) == 2 and 0 <= c.test_acc <= 1 for c in rec.configs)
+    sim = runner.invoke(app, ["simulate", str(tmp_path / "runs" / "full"), "--trials", "2", "--seeds", "2",
+                              "--setting", "resweep"])
+    assert sim.exit_code == 0, sim.output
+    assert sim.output.strip().splitlines()[-1].split()[:3] == ["resweep", "2", "2"]
