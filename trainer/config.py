@@ -62,7 +62,7 @@ class TrainConfig:
     image_size: int = 32  # side of the square training/eval crop fed to the model
     augment: str = "light"  # augmentation preset: none | light | cifar | imagenet
     val_fraction: float = 0.1  # validation hold-out where a dataset has no official one
-    max_train_samples: int = 0  # use only this many training images (0: all); for smoke tests
+    max_train_samples: int = 0  # train on this many images drawn at random, the same each run (0: all)
     synthetic_classes: int = 10  # synthetic: number of classes
     synthetic_samples: int = 1000  # synthetic: images in train+val+test together
     synthetic_region: str = "center"  # synthetic: where the class signal sits

@@ -36,9 +36,14 @@ class Split:
         return Split(self.images.to(device), self.labels.to(device), self.files)
 
     def take(self, n: int) -> Split:
+        """`n` images drawn at random, the same ones every time, in their original order. Not the
+        first `n`: folders and many data sets are stored class by class, so the first `n` images
+        can hold only a few of the classes."""
         if not 0 < n < len(self):
             return self
-        return Split(self.images[:n], self.labels[:n], self.files[:n] if self.files else None)
+        chosen = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:n].sort().values
+        files = [self.files[i] for i in chosen.tolist()] if self.files else None
+        return Split(self.images[chosen], self.labels[chosen], files)
 
 
 @dataclass
