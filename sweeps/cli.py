@@ -284,9 +284,11 @@ def simulate(
     Optuna's own samplers propose configurations; each is answered by the recorded curve of
     the nearest configuration, and ASHA stops trials as it would in a sweep. Prints, per
     setting and budget, the median and 10th percentile over seeds of the best trial's test
-    accuracy, and the epochs spent. Settings: resweep (today's defaults), tpe-defaults (Optuna's:
-    10 random trials, no constant liar, no seed configuration), tpe-no-liar, tpe-no-seed,
-    tpe-startup-2, tpe-startup-10, random, random-seed (the seed configuration first), qmc."""
+    accuracy, its mean, and the epochs spent. Settings: resweep (the default: quasi-random Sobol
+    points after the seed configuration), tpe-defaults (Optuna's: 10 random trials, no constant
+    liar, no seed configuration), tpe-quarter (TPE after a random quarter of the trials, constant
+    liar, the seed configuration first) and its variants tpe-no-liar, tpe-no-seed, tpe-startup-2,
+    tpe-startup-10, random, random-seed (the seed configuration first), qmc (no seed configuration)."""
     from .simulate import SETTINGS, compare, load_recording
 
     with user_errors():
@@ -305,7 +307,7 @@ def simulate(
                    f"{concurrency or recording.concurrency} at a time")
         summaries = compare(recording, chosen, trials or [8, 20, 50], seeds, concurrency=concurrency,
                             grace_period=grace_period, reduction_factor=reduction_factor)
-    header = ["setting", "trials", "seeds", "median test", "p10 test", "median epochs"]
+    header = ["setting", "trials", "seeds", "median test", "p10 test", "mean test", "median epochs"]
     rows = [s.row() for s in summaries]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     typer.echo(_format_row(header, widths))

@@ -140,3 +140,31 @@ def test_a_run_folder_without_early_stopping_is_a_recording(tmp_path):
                               "--setting", "resweep"])
     assert sim.exit_code == 0, sim.output
     assert sim.output.strip().splitlines()[-1].split()[:3] == ["resweep", "2", "2"]
+
+
+def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
+    import dataclasses
+
+    import optuna
+
+    from sweeps.plan import SweepPlan
+    from sweeps.presets import load_preset
+    from sweeps.simulate import default_setting
+    from sweeps.tune import make_searcher, search_setting
+
+    initial = {"lr": 0.05, "weight_decay": 5e-4}  # the test preset searches these two
+    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=8, initial=initial)), overrides=[], samples=None,
+                          concurrency=2, gpus=None, cpus=None, storage=str(tmp_path / "runs"), name="s", seed=3)
+    chosen = default_setting(plan.trials)
+    assert search_setting(plan) == chosen == SETTINGS["resweep"]
+    searcher = make_searcher(plan, 2).searcher
+    kinds = {"qmc": optuna.samplers.QMCSampler, "tpe": optuna.samplers.TPESampler,
+             "random": optuna.samplers.RandomSampler}
+    assert isinstance(searcher._sampler, kinds[chosen.sampler])
+    assert searcher._points_to_evaluate == ([initial] if chosen.seed_first else [])
+    # TPE where the search learns from trials it did not propose, or ranks several objectives
+    assert search_setting(dataclasses.replace(plan, warm_start={"run": "earlier"})) == SETTINGS["tpe-quarter"]
+    two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
+    assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
+    random = make_searcher(dataclasses.replace(plan, sampler="random"), 2).searcher
+    assert isinstance(random._sampler, optuna.samplers.RandomSampler)
