@@ -194,7 +194,7 @@ def run(
              "train first.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
-    """Run a preset as a sweep: Optuna TPE search, ASHA early stopping, a checkpoint per epoch."""
+    """Run a preset as a sweep: Optuna search, ASHA early stopping, a checkpoint per epoch."""
     from .plan import SweepPlan
 
     with user_errors():

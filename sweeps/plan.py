@@ -14,6 +14,7 @@ from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
 from .errors import RunFolderError, SweepError
 from .layout import plan_file
 from .presets import Param, Preset, PresetError
+from .simulate import NSGA2, SETTINGS, Setting, default_setting
 from .storage import absolute, join, list_folder, read_text_or_none, split_name, write_text
 
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
@@ -56,6 +57,19 @@ class SweepPlan:
     warm_start: dict[str, Any] = field(default_factory=dict)
     # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
     objectives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def search_setting(self) -> Setting:
+        """How the sweep searches. By default the setting chosen on recorded curves (sweeps/simulate.py:
+        quasi-random points); TPE where the search must learn from trials it did not propose (a warm
+        start's earlier trials) or ranks several objectives (MOTPE, chosen in benchmarks/multi_objective.py)."""
+        if self.sampler == "random":
+            return SETTINGS["random-seed"]
+        if self.sampler == "nsga2":
+            return NSGA2
+        if self.sampler == "tpe" or self.warm_start or self.objectives:
+            return SETTINGS["tpe-quarter"]
+        return default_setting(self.trials)
 
     @property
     def path(self) -> str:
@@ -173,7 +187,7 @@ class SweepPlan:
         lines = [
             f"plan for {self.preset}: {self.description}",
             f"  run folder      {self.path}",
-            f"  trials          {self.trials} (Optuna TPE, seed {self.seed}; "
+            f"  trials          {self.trials} ({self.search_setting.label}, seed {self.seed}; "
             + ("the earlier sweep's best first)" if self.warm_start else "the preset's seed point first)"),
             f"  epochs          at most {self.max_epochs} per trial, {epochs_at_most} in all; "
             + (f"ASHA grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"

@@ -64,10 +64,15 @@ class Recording:
 class Setting:
     """How a sweep searches."""
     name: str
-    sampler: str = "tpe"  # tpe | random | qmc
+    sampler: str = "tpe"  # tpe | random | qmc | nsga2 (several objectives only)
     startup: int = 0  # TPE's random trials before it models (0: a quarter of the trials, `startup_trials`)
     constant_liar: bool = True  # TPE: running trials count as bad, so concurrent trials spread out
     seed_first: bool = True  # the preset's seed configuration is the first trial
+
+    @property
+    def label(self) -> str:
+        return {"tpe": "Optuna TPE", "random": "random search", "qmc": "Optuna quasi-random Sobol points",
+                "nsga2": "Optuna NSGA-II"}[self.sampler]
 
 
 def startup_trials(trials: int) -> int:
@@ -96,6 +101,9 @@ SETTINGS = {
 }
 
 
+NSGA2 = Setting("nsga2", sampler="nsga2")  # the other multi-objective sampler (benchmarks/multi_objective.py)
+
+
 def default_setting(trials: int) -> Setting:
     """The setting a sweep of `trials` searches with: the same at every budget measured (8 to 50)."""
     return RESWEEP
@@ -107,6 +115,8 @@ def make_sampler(setting: Setting, trials: int, seed: int):
 
     if setting.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if setting.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
     if setting.sampler == "qmc":
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,

@@ -1,5 +1,5 @@
 """The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`, which keeps a
-checkpoint per epoch, the best and the newest) with its resources, Optuna TPE under a
+checkpoint per epoch, the best and the newest) with its resources, Optuna's sampler (`SweepPlan.search_setting`) under a
 concurrency limit, ASHA, retries from the last checkpoint, resume. With `sweeps.trial` and
 `sweeps.snapshot`, the only modules of resweep that import Ray."""
 
@@ -38,7 +38,7 @@ from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_o
 from .storage import check_writable, exists, is_uri
 from .tracking import tracking_callbacks
 from .trial import run_trial
-from .simulate import SETTINGS, Setting, default_setting, make_sampler
+from .simulate import make_sampler
 from .warmstart import first_points, seed_searcher
 
 
@@ -124,27 +124,13 @@ def make_trainable(plan: SweepPlan):
     return tune.with_resources(trainable, resources)
 
 
-def search_setting(plan: SweepPlan) -> Setting:
-    """How the sweep searches. By default the setting chosen on recorded curves (sweeps/simulate.py,
-    quasi-random points); TPE where the search must learn from trials it did not propose (a warm
-    start's earlier trials) or ranks several objectives (MOTPE, chosen in benchmarks/multi_objective.py)."""
-    if plan.sampler == "random":
-        return SETTINGS["random-seed"]
-    if plan.sampler == "tpe" or plan.warm_start or plan.objectives:
-        return SETTINGS["tpe-quarter"]
-    return default_setting(plan.trials)
-
-
 def make_searcher(plan: SweepPlan, concurrency: int):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
     distributions = optuna_distributions(plan.search)
-    setting = search_setting(plan)
-    if plan.sampler == "nsga2":  # the other multi-objective sampler (benchmarks/multi_objective.py)
-        sampler = optuna.samplers.NSGAIISampler(seed=plan.seed, population_size=max(4, min(50, plan.trials // 3)))
-    else:
-        sampler = make_sampler(setting, plan.trials, plan.seed)
+    setting = plan.search_setting
+    sampler = make_sampler(setting, plan.trials, plan.seed)
     if plan.warm_start:  # the earlier sweep's best first, its trials already in the study
         first = first_points(plan.warm_start)
     else:

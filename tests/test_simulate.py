@@ -150,21 +150,24 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     from sweeps.plan import SweepPlan
     from sweeps.presets import load_preset
     from sweeps.simulate import default_setting
-    from sweeps.tune import make_searcher, search_setting
+    from sweeps.tune import make_searcher
 
     initial = {"lr": 0.05, "weight_decay": 5e-4}  # the test preset searches these two
     plan = SweepPlan.make(load_preset(preset(tmp_path, trials=8, initial=initial)), overrides=[], samples=None,
                           concurrency=2, gpus=None, cpus=None, storage=str(tmp_path / "runs"), name="s", seed=3)
     chosen = default_setting(plan.trials)
-    assert search_setting(plan) == chosen == SETTINGS["resweep"]
+    assert plan.search_setting == chosen == SETTINGS["resweep"]
+    assert chosen.label in plan.describe()
     searcher = make_searcher(plan, 2).searcher
     kinds = {"qmc": optuna.samplers.QMCSampler, "tpe": optuna.samplers.TPESampler,
              "random": optuna.samplers.RandomSampler}
     assert isinstance(searcher._sampler, kinds[chosen.sampler])
     assert searcher._points_to_evaluate == ([initial] if chosen.seed_first else [])
     # TPE where the search learns from trials it did not propose, or ranks several objectives
-    assert search_setting(dataclasses.replace(plan, warm_start={"run": "earlier"})) == SETTINGS["tpe-quarter"]
+    assert dataclasses.replace(plan, warm_start={"run": "earlier"}).search_setting == SETTINGS["tpe-quarter"]
     two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
     assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
     random = make_searcher(dataclasses.replace(plan, sampler="random"), 2).searcher
     assert isinstance(random._sampler, optuna.samplers.RandomSampler)
+    nsga2 = make_searcher(dataclasses.replace(two, sampler="nsga2"), 2).searcher
+    assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
