@@ -29,6 +29,7 @@ cluster-demo: install
 	$(BIN)/python -m sweeps.localcluster
 
 bench: install
+	$(BIN)/python -m pip install -q --no-deps animal-mnist  # peers.py's image folder (its data only)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:

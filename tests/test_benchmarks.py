@@ -23,6 +23,8 @@ SMOKE = {
     "cpu_step.py": ["--smoke-test"],
     "export_latency.py": ["--smoke-test"],
     "multi_objective.py": ["--seeds", "1", "--samples", "2", "--epochs", "1"],
+    "peers.py": ["--smoke-test"],
+    "search_settings.py": ["--seeds", "2", "--trials", "8"],
 }
 
 
