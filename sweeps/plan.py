@@ -49,7 +49,7 @@ class SweepPlan:
     overrides: list[str]  # the --set items, as given
     created: float = 0.0
     # The baselines benchmarks/sweep_efficiency.py compares against (not on the command line):
-    sampler: str = "default"  # default (sweeps/tune.py search_setting) | tpe | random | nsga2
+    sampler: str = "default"  # default (see search_setting below) | tpe | random | nsga2
     early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
     mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
     wandb: str = ""  # Weights & Biases project the trials are logged to; "": none

@@ -1,7 +1,7 @@
 """The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`, which keeps a
-checkpoint per epoch, the best and the newest) with its resources, Optuna's sampler (`SweepPlan.search_setting`) under a
-concurrency limit, ASHA, retries from the last checkpoint, resume. With `sweeps.trial` and
-`sweeps.snapshot`, the only modules of resweep that import Ray."""
+checkpoint per epoch, the best and the newest) with its resources, Optuna's sampler (the plan's
+`search_setting`) under a concurrency limit, ASHA, retries from the last checkpoint, resume.
+With `sweeps.trial` and `sweeps.snapshot`, the only modules of resweep that import Ray."""
 
 from __future__ import annotations
 
