@@ -83,7 +83,6 @@ def test_imagefolder_plain_and_with_split_folders(tmp_path):
     assert len(data.train) + len(data.test) == 12 and len(data.test) >= 1
 
 
-
 def test_max_train_samples_draws_from_every_class_the_same_images_each_time(tmp_path):
     # folders are read class by class: the first 10 training images are all of "a"
     for split in ("train", "val"):
@@ -95,6 +94,7 @@ def test_max_train_samples_draws_from_every_class_the_same_images_each_time(tmp_
     assert len(first) == 10 and sorted(first.labels.unique().tolist()) == [0, 1, 2]
     assert torch.equal(first.images, again.images) and first.files == again.files
     assert all(name in full.files for name in first.files)
+
 
 def test_a_corrupt_jpeg_is_skipped_with_one_warning(tmp_path, caplog):
     fakedata.class_folders(tmp_path, ["cat", "dog"], per_class=10)

@@ -3,13 +3,15 @@ hand, the nearest-configuration table, real Optuna samplers over many seeds, the
 
 import json
 import math
+import statistics
 
 import pytest
 from conftest import preset
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.simulate import (SETTINGS, Nearest, Recorded, Recording, Setting, compare, load_recording, simulate)
+from sweeps.simulate import (SEED_BASE, SETTINGS, Nearest, Recorded, Recording, Setting, compare, load_recording,
+                             simulate)
 
 SEARCH = {"lr": {"loguniform": [1e-3, 1.0]}, "optimizer": {"choice": ["sgd", "adam"]}}
 # the four curves of tests/test_replay.py, each with its configuration and test accuracy
@@ -77,6 +79,11 @@ def test_real_samplers_over_many_seeds():
     for s in summaries:
         assert 0 < s.p10_test <= s.median_test <= 0.9
         assert s.median_epochs < 4 * s.trials  # ASHA stopped some
+    # each figure is over the same seeded sweeps, run again one by one here
+    for s in summaries[:3]:
+        tests = [simulate(rec, SETTINGS[s.setting], s.trials, SEED_BASE + seed).test_acc for seed in range(12)]
+        assert s.mean_test == pytest.approx(sum(tests) / len(tests))
+        assert s.median_test == pytest.approx(statistics.median(tests))
     # more trials find at least as good a model, per setting, in the median
     for name in ("resweep", "random", "qmc"):
         small, large = (s for s in summaries if s.setting == name)

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 
 # --- the model: ResNet9 (conv-conv/pool-res-conv/pool-conv/pool-res, max pool, linear)
+# Written again on purpose (a user's script has no trainer/models.py); peers.py checks it
+# gives resweep's output for the same weights before it measures anything.
 
 def conv_block(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
     layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
