@@ -115,9 +115,11 @@ def run_resweep(setup: dict, work: Path, seed: int) -> tuple[list[dict], float]:
     name = f"resweep-{seed}-{time.time_ns()}"
     sweep = Path(sys.executable).parent / "sweep"
     started = time.perf_counter()
-    subprocess.run([str(sweep), "run", str(preset), "--local", "--seed", str(seed), "--data-dir", setup["data"],
-                    "--storage", str(work / "runs"), "--name", name], check=True, capture_output=True, text=True)
+    out = subprocess.run([str(sweep), "run", str(preset), "--local", "--seed", str(seed), "--data-dir", setup["data"],
+                          "--storage", str(work / "runs"), "--name", name], capture_output=True, text=True)
     wall = time.perf_counter() - started
+    if out.returncode:
+        raise SystemExit(f"resweep failed: {out.stderr[-1500:]}")
     run = load_run(str(work / "runs" / name))
     trials = []
     for trial_id, rows in run.history.groupby("trial_id"):
