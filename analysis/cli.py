@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sweeps.errors import user_errors
+from sweeps.errors import show_warnings, user_errors
 
 app = typer.Typer(help="Read a sweep's run folder: tables, curves, Grad-CAM, the markdown report.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -17,6 +17,7 @@ app = typer.Typer(help="Read a sweep's run folder: tables, curves, Grad-CAM, the
 @app.callback()
 def main() -> None:
     """Read a sweep's run folder: tables, curves, Grad-CAM, the markdown report."""
+    show_warnings()
 
 
 RunPath = Annotated[str, typer.Argument(help="Run folder (or s3:// / gs:// URI) that `sweep run` printed.")]
@@ -31,11 +32,14 @@ def table(run_path: RunPath,
           out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write to this file, not stdout.")] = None
           ) -> None:
     """A row per trial: id, status, epochs trained, best metric, and its parameters."""
+    from .output import OutputError, check_output_file
     from .results import results_table
 
-    with user_errors():
+    with user_errors((OutputError,)):
         if fmt not in ("md", "csv"):
             raise typer.BadParameter("--format takes md or csv")
+        if out is not None:
+            check_output_file(out, "--out")
         frame = results_table(run_path, top=top)
         text = frame.to_csv(index=False) if fmt == "csv" else frame.to_markdown(index=False, floatfmt=".4g")
         if out is not None:
@@ -53,9 +57,10 @@ def report(run_path: RunPath,
            gradcam_samples: Annotated[int, typer.Option(help="Test images per Grad-CAM figure (0: none).")] = 4,
            data_dir: DataDirOption = None) -> None:
     """Write the markdown report: summary, table, curves, hyperparameters, test results, Grad-CAM."""
+    from .output import OutputError
     from .report import ReportError, write_report
 
-    with user_errors((ReportError,)):
+    with user_errors((ReportError, OutputError)):
         path = write_report(run_path, out, top=top, gradcam_samples=gradcam_samples, data_dir=data_dir)
     typer.echo(f"report: {path}")
 
@@ -66,9 +71,11 @@ def curves(run_path: RunPath,
            top: Annotated[int, typer.Option(help="Trials to draw, best first.")] = 5) -> None:
     """Learning curves (train/val loss and accuracy) of the best trials, as one PNG."""
     from . import plots
+    from .output import OutputError, check_output_file
     from .results import load_run, ranked
 
-    with user_errors():
+    with user_errors((OutputError,)):
+        check_output_file(out, "--out")
         run = load_run(run_path)
         if run.history.empty:
             raise typer.BadParameter(f"{run_path}: no trial has reported an epoch yet")
@@ -87,9 +94,11 @@ def gradcam(run_path: RunPath,
 
     from .report import ReportError, best_trial, confident_errors, evaluate_checkpoint, gradcam_section
     from .gradcam import denormalise
+    from .output import OutputError, check_output_folder
     from .results import load_run
 
-    with user_errors((ReportError,)):
+    with user_errors((ReportError, OutputError)):
+        check_output_folder(out, "--out")
         run = load_run(run_path)
         row = best_trial(run) if trial is None else next(
             (r for _, r in run.trials.iterrows() if r["trial_id"] == trial), None)
@@ -125,8 +134,9 @@ def export(run_path: RunPath,
 
     from .export import META_FILE, ExportError, log_to_mlflow
     from .export import export as export_model
+    from .output import OutputError
 
-    with user_errors((ExportError,)):
+    with user_errors((ExportError, OutputError)):
         if mlflow is not None:
             import importlib.util
 
@@ -153,8 +163,6 @@ def predict(model: Annotated[str, typer.Argument(help="An export folder, or a ru
     import sys
 
     import pandas as pd
-
-    from sweeps.cli import show_warnings
 
     from .export import ExportError
     from .predict import image_files, load_classifier

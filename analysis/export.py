@@ -32,6 +32,7 @@ from trainer.datasets import load_data
 from trainer.errors import DataError
 from trainer.loop import load_model
 
+from .output import check_output_folder, replaced_folder
 from .results import Run, load_run, ranked
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
@@ -166,6 +167,7 @@ def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None
     answers as the PyTorch model does on the run's test images. Returns the check's figures."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: use one of {', '.join(FORMATS)}")
+    check_output_folder(out, "--out")
     run = load_run(run_path)
     loaded = load_trial(run, choose_trial(run, trial, max_latency_ms, max_params))
     split, images, labels = check_images(loaded, data_dir)
@@ -188,10 +190,11 @@ def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None
                               f"{MAX_PROBABILITY_DIFFERENCE:g}; same top-1 {agreement:.1%}, needed "
                               f"{MIN_TOP1_AGREEMENT:.1%}); nothing was written")
         meta["check"] = check
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, out / FORMATS[fmt])
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    (out / CARD_FILE).write_text(model_card(run, loaded, meta, answers.argmax(1).numpy(), labels.numpy()))
+        with replaced_folder(out) as folder:  # whole, or not at all
+            shutil.copyfile(path, folder / FORMATS[fmt])
+            (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            (folder / CARD_FILE).write_text(model_card(run, loaded, meta, answers.argmax(1).numpy(),
+                                                       labels.numpy()))
     return check
 
 

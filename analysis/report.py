@@ -4,6 +4,7 @@ linked relatively, so the folder reads on GitHub as it is."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -15,15 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.presets import optuna_distributions
-from sweeps.layout import REPORT_FILE, report_folder
-from sweeps.storage import is_uri, local_folder, split_name
+from sweeps.layout import CHECKPOINT_DIR, REPORT_FILE, report_folder
+from sweeps.storage import is_uri, join, list_folder, local_folder, split_name
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.datasets import load_data
-from trainer.errors import DataError, TrainerError
+from trainer.errors import CheckpointError, DataError, TrainerError
 from trainer.loop import eval_loader, load_model, predict
 
 from . import gradcam, plots
+from .output import check_output_folder, replaced_folder
 from .results import Run, load_run, ranked
 
 
@@ -82,6 +84,26 @@ def evaluate_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | 
                           index=data.classes)
     return TestEvaluation(model.float().eval(), list(data.classes), data.mean, data.std, inputs,
                           data.test.labels.numpy(), logits, counts)
+
+
+def evaluate_kept_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | None = None
+                             ) -> tuple[TestEvaluation, str]:
+    """`evaluate_checkpoint` of `checkpoint`, or where it does not load, of the trial's other kept
+    checkpoints (newest first), each failure said on stderr; returns the evaluation and the one used."""
+    trial, name = split_name(checkpoint)
+    others = sorted((n for n, is_dir in list_folder(trial) if is_dir and CHECKPOINT_DIR.match(n) and n != name),
+                    reverse=True)
+    candidates = [checkpoint, *(join(trial, n) for n in others)]
+    for i, candidate in enumerate(candidates):
+        try:
+            return evaluate_checkpoint(candidate, device, data_dir), candidate
+        except CheckpointError as err:
+            instead = "trying the trial's next kept checkpoint" if i + 1 < len(candidates) else \
+                "no other checkpoint of the trial is kept"
+            logging.getLogger("resweep").warning(f"{err}; {instead}")
+            if i + 1 == len(candidates):
+                raise
+    raise CheckpointError(f"{checkpoint}: no checkpoint")  # not reached: the list holds `checkpoint`
 
 
 def _fmt(value) -> str:
@@ -258,21 +280,21 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     if run.trials.empty:
         raise ReportError(f"{run_path}: no trial has reported yet; wait for the first epoch, or check "
                           f"`sweep status {run_path}`")
-    out = Path(out_dir) if out_dir else default_report_dir(run.path)
-    out.mkdir(parents=True, exist_ok=True)
+    target = Path(out_dir) if out_dir else default_report_dir(run.path)
+    check_output_folder(target, "--out")
     best, cost = best_trial(run), Cost.of(run)
     bought = compute_bought(run, cost.hours_full)
     top_trials = ranked(run).head(top)
-    lines = [*summary_section(run, best, cost, bought),
-             *_warm_start_section(run),
-             *top_trials_section(run, top_trials),
-             *pareto_section(run, out),
-             *curves_section(run, top_trials, bought, cost, out),
-             *hyperparameters_section(run, out),
-             *best_model_section(run, best, out, gradcam_samples, data_dir)]
-    report = out / REPORT_FILE
-    report.write_text("\n".join(lines).rstrip() + "\n")
-    return report
+    with replaced_folder(target) as out:  # written whole in a folder beside it, then moved into place
+        lines = [*summary_section(run, best, cost, bought),
+                 *_warm_start_section(run),
+                 *top_trials_section(run, top_trials),
+                 *pareto_section(run, out),
+                 *curves_section(run, top_trials, bought, cost, out),
+                 *hyperparameters_section(run, out),
+                 *best_model_section(run, best, out, gradcam_samples, data_dir)]
+        (out / REPORT_FILE).write_text("\n".join(lines).rstrip() + "\n")
+    return target / REPORT_FILE
 
 
 def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: ComputeBought | None) -> list[str]:
@@ -393,9 +415,12 @@ def best_model_section(run: Run, best: pd.Series | None, out: Path, gradcam_samp
              f"({best[run.metric]:.4f}):", ""]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        evaluation = evaluate_checkpoint(best["checkpoint"], device, data_dir)
+        evaluation, used = evaluate_kept_checkpoint(best["checkpoint"], device, data_dir)
     except (DataError, TrainerError, ConfigError, OSError) as err:
         return lines + [f"The test split could not be evaluated here: {str(err).splitlines()[0]}"]
+    if used != best["checkpoint"]:
+        lines = [lines[0], "", f"Its checkpoint of epoch {int(best['best_epoch'])} is damaged; this is its kept "
+                               f"checkpoint `{split_name(used)[1]}` instead:", ""]
     if len(evaluation.labels):
         lines += _test_section(evaluation, out, gradcam_samples)
     return lines

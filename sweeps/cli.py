@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shlex
 import sys
@@ -15,7 +14,8 @@ import typer
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
 from trainer.metrics import EPOCH_METRICS
 
-from .errors import SweepError, user_errors
+from .errors import SweepError, show_warnings, user_errors
+from .layout import enclosing_run
 from .presets import Preset, load_preset, preset_names
 
 app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
@@ -27,28 +27,6 @@ app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray
 def main() -> None:
     """Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA)."""
     show_warnings()
-
-
-def show_warnings() -> None:
-    """resweep's own warnings (skipped images, ...) as `warning: ...` lines on stderr."""
-    logger = logging.getLogger("resweep")
-    if not logger.handlers:
-        handler = _StderrNow()
-        handler.setFormatter(logging.Formatter("warning: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-
-
-class _StderrNow(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a warning comes (a test runner swaps it per command)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
 
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
@@ -141,6 +119,11 @@ def train(
         config = resolve_config(p, overrides, data_dir, with_initial=True)
         if resume is not None and not resume.exists():
             raise SweepError(f"--resume {resume}: no such checkpoint; give a checkpoint.pt or its folder")
+        if out is not None and out.exists() and not out.is_dir():
+            raise SweepError(f"--out {out} is a file; give a folder (it is created if missing)")
+        if out is not None and enclosing_run(out) is not None:
+            raise SweepError(f"--out {out} is inside the run folder {enclosing_run(out)}, among a sweep's own files; "
+                             f"give a folder outside it")
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(out / "config.yaml", lambda f: f.write(yaml.safe_dump(config.to_dict()).encode()))
@@ -224,7 +207,10 @@ def run(
 @app.command()
 def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI) of an interrupted sweep.")],
            local: LocalOption = False,
-           address: AddressOption = None) -> None:
+           address: AddressOption = None,
+           no_trackers: Annotated[bool, typer.Option(
+               "--no-trackers", help="Resume without the MLflow / W&B logging the sweep started with "
+                                     "(TensorBoard stays).")] = False) -> None:
     """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint."""
     from .plan import SweepPlan
 
@@ -232,7 +218,7 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
         plan = SweepPlan.load(run_path)
         from .tune import run_sweep
 
-        result = run_sweep(plan, address=address, local=local, resume=True)
+        result = run_sweep(plan, address=address, local=local, resume=True, trackers=not no_trackers)
     _finish(result)
 
 
@@ -322,7 +308,6 @@ def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of 
            every: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.", min=0.5)] = 5.0
            ) -> None:
     """A row per trial: state, epochs done, best metric, stopped early or not."""
-    import sys
     import time
 
     from .rundir import load_run

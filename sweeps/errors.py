@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +13,7 @@ from trainer.config import ConfigError
 from trainer.errors import DataError, TrainerError
 
 from .presets import PresetError
+from .storage import StoreError
 
 
 class SweepError(RuntimeError):
@@ -21,7 +24,7 @@ class RunFolderError(RuntimeError):
     """A path is not a readable run folder; one line."""
 
 
-USER_ERRORS = (ConfigError, PresetError, DataError, TrainerError, SweepError, RunFolderError)
+USER_ERRORS = (ConfigError, PresetError, DataError, TrainerError, SweepError, RunFolderError, StoreError)
 
 
 @contextmanager
@@ -37,3 +40,24 @@ def user_errors(extra: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
 
+
+def show_warnings() -> None:
+    """resweep's own warnings (skipped images, ...) as `warning: ...` lines on stderr."""
+    logger = logging.getLogger("resweep")
+    if not logger.handlers:
+        handler = _StderrNow()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+class _StderrNow(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a warning comes (a test runner swaps it per command)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass

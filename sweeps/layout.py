@@ -1,6 +1,7 @@
 """Where things are in a run folder: every path of a run is built here and only here.
 
     RUN/resweep.json                       the plan (sweeps.plan)
+    RUN/driver.json                        who drives the sweep now: host, pid, heartbeat (sweeps.claim)
     RUN/tune-state.tar                     Ray Tune's state, stored whole (sweeps.snapshot)
     RUN/experiment_state-*.json, ...       Ray Tune's state, copied file by file
     RUN/trial_<id>/params.json             the trial's configuration (written by Tune)
@@ -18,10 +19,12 @@ all use it.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .storage import join
 
 PLAN_FILE = "resweep.json"
+CLAIM_FILE = "driver.json"
 STATE_ARCHIVE = "tune-state.tar"
 STATE_PREFIX = "experiment_state-"  # Tune's newest trial states: experiment_state-<date>.json
 # Tune's own state files at the top of a run folder (what `Tuner.restore` reads back).
@@ -42,6 +45,10 @@ CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{6})$")
 
 def plan_file(run: str) -> str:
     return join(run, PLAN_FILE)
+
+
+def claim_file(run: str) -> str:
+    return join(run, CLAIM_FILE)
 
 
 def state_archive(run: str) -> str:
@@ -97,3 +104,14 @@ def optuna_db(run: str) -> str:
 
 def report_folder(run: str) -> str:
     return join(run, REPORT_DIR)
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder that `path` (a local path) is, or is inside, unless it is in the run's own
+    report folder: where a command's output would land among a run's own files."""
+    path = Path(path).expanduser().resolve()
+    for parent in [path, *path.parents]:
+        if (parent / PLAN_FILE).is_file():
+            report = parent / REPORT_DIR
+            return None if path == report or report in path.parents else parent
+    return None

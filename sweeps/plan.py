@@ -15,7 +15,7 @@ from .errors import RunFolderError, SweepError
 from .layout import plan_file
 from .presets import Param, Preset, PresetError
 from .simulate import NSGA2, SETTINGS, Setting, default_setting
-from .storage import absolute, join, list_folder, read_text_or_none, split_name, write_text
+from .storage import StoreError, absolute, check_uri, join, list_folder, read_text_or_none, split_name, write_text
 
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
 TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
@@ -118,6 +118,10 @@ class SweepPlan:
                              f"train at least {p.grace_period} epochs (--max-epochs or --set epochs)")
         if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
             raise SweepError(f"--name {name!r}: a run name is one folder name, without '/'")
+        try:
+            check_uri(storage)
+        except StoreError as err:
+            raise SweepError(f"--storage {err}") from None
         plan = cls(preset=p.name, preset_path=p.path, description=p.description, train=base.to_dict(),
                    search=search, initial=initial, trials=samples or p.trials,
                    concurrency=p.concurrency if concurrency is None else concurrency, gpu=gpu, cpu=cpu,

@@ -9,6 +9,7 @@ as JSON, never unpickled) and a folder per trial with its parameters, a JSON lin
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -91,17 +92,28 @@ def read_results(trial_path: str, keep_repeats: bool = False) -> list[dict[str, 
     first reports again the epochs its checkpoint holds (`replayed`), which never replace a
     first report; an epoch trained again replaces the earlier one. `keep_repeats`: every
     line as written."""
-    return parse_results(read_text_or_none(result_file(trial_path)) or "", keep_repeats)
+    path = result_file(trial_path)
+    return parse_results(read_text_or_none(path) or "", keep_repeats, source=path)
 
 
-def parse_results(text: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
-    """`read_results` of a result file's text (older metric names read as today's)."""
-    rows = []
-    for line in text.splitlines():
+def parse_results(text: str, keep_repeats: bool = False, source: str | None = None) -> list[dict[str, Any]]:
+    """`read_results` of a result file's text (older metric names read as today's). A last line
+    without its newline is still being written and is left for later; a whole line that does not
+    parse is damaged, skipped, and said once on stderr when the file is named by `source`."""
+    rows, damaged = [], 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         try:
-            rows.append(current_names(json.loads(line)))
-        except (ValueError, AttributeError):
-            continue  # a line still being written
+            row = current_names(json.loads(line))
+            if not isinstance(row, dict):
+                raise ValueError(line)
+            rows.append(row)
+        except (ValueError, AttributeError, TypeError):
+            finished = i < len(lines) - 1 or text.endswith("\n")
+            damaged += bool(finished and line.strip())
+    if damaged and source:
+        logging.getLogger("resweep").warning(f"{source}: {damaged} damaged line(s) skipped; the trial's other "
+                                             f"epochs are read")
     if keep_repeats:
         return rows
     by_epoch: dict[int, dict[str, Any]] = {}

@@ -10,16 +10,38 @@ command and every node of a cluster.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from trainer.files import atomic_write_bytes
+
+T = TypeVar("T")
+
+# Every request to a store gets an answer or an error in seconds: pyarrow's defaults (and the
+# bucket-region lookup of a URI without a region) let a wrong endpoint or a missing network
+# hang a command for minutes.
+CONNECT_TIMEOUT_S = 5.0
+REQUEST_TIMEOUT_S = 20.0
+# The wall-clock limit of the checks made before a sweep starts (the store, the region lookup).
+CHECK_TIMEOUT_S = 15.0
+# Schemes pyarrow's filesystems know; a bucket (or host) is needed for all but file://.
+SCHEMES = {"s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file"}
+# The query options of an s3:// URI (pyarrow's FileSystem.from_uri takes the same).
+S3_OPTIONS = {"region", "scheme", "endpoint_override", "allow_bucket_creation", "allow_bucket_deletion",
+              "tls_ca_file_path", "force_virtual_addressing"}
+
+
+class StoreError(RuntimeError):
+    """The store behind a URI is wrong or cannot be reached; one line naming it and the fix."""
 
 
 def is_uri(path: str) -> bool:
@@ -54,30 +76,160 @@ def absolute(path: str) -> str:
     return urlunsplit((scheme, netloc, inner.rstrip("/"), query, fragment))
 
 
-def filesystem(path: str):
-    """(pyarrow filesystem, path inside it) of a local folder or a URI."""
+def check_uri(path: str) -> None:
+    """Raise a one-line StoreError where `path` is a URI pyarrow cannot name a folder with."""
+    if not is_uri(path):
+        return
+    parts = urlsplit(path)
+    if parts.scheme not in SCHEMES:
+        raise StoreError(f"{path}: unknown scheme {parts.scheme + '://'!r}; use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX "
+                         f"or a local folder")
+    if parts.scheme != "file" and not parts.netloc:
+        raise StoreError(f"{path}: no bucket named; give {parts.scheme}://BUCKET/PREFIX")
+    if parts.scheme == "s3":
+        unknown = sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)} - S3_OPTIONS)
+        if unknown:
+            raise StoreError(f"{path}: unknown option {unknown[0]!r} in the URI's query; it takes "
+                             f"{', '.join(sorted(S3_OPTIONS))}")
+
+
+def store_host(path: str) -> str:
+    """Who answers for `path`, for messages: the S3 endpoint (the URI's, $AWS_ENDPOINT_URL) or the bucket."""
+    parts = urlsplit(path)
+    options = dict(parse_qsl(parts.query))
+    endpoint = options.get("endpoint_override") or os.environ.get("AWS_ENDPOINT_URL_S3") \
+        or os.environ.get("AWS_ENDPOINT_URL")
+    if parts.scheme == "s3" and endpoint:
+        return endpoint
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _with_time_limit(call: Callable[[], T], seconds: float, what: str) -> T:
+    """`call()`'s result, or a StoreError after `seconds`: a call into a store's client library
+    cannot be interrupted, so it runs in a daemon thread that is left behind on a timeout."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name="resweep-store-check")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreError(f"{what}: no answer within {seconds:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=32)
+def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
+    """An S3 filesystem for `bucket` with the URI's options, bounded timeouts, and the region
+    from the URI, the environment, or looked up (in at most CHECK_TIMEOUT_S: pyarrow's own
+    lookup retries for minutes without a network)."""
     import pyarrow.fs
 
-    if is_uri(path):
+    options = dict(parse_qsl(query))
+    endpoint = options.pop("endpoint_override", None)
+    region = options.pop("region", None) or env[0] or env[1]
+    if region is None and not endpoint and not env[2]:
+        region = _with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), CHECK_TIMEOUT_S,
+                                  f"s3://{bucket}: looking up the bucket's region")
+    flags = {k: options.pop(k).lower() in ("1", "true", "yes") for k in
+             ("allow_bucket_creation", "allow_bucket_deletion", "force_virtual_addressing") if k in options}
+    return pyarrow.fs.S3FileSystem(region=region or "us-east-1", endpoint_override=endpoint,
+                                   scheme=options.pop("scheme", "https"), connect_timeout=CONNECT_TIMEOUT_S,
+                                   request_timeout=REQUEST_TIMEOUT_S, **flags, **options)
+
+
+def filesystem(path: str):
+    """(pyarrow filesystem, path inside it) of a local folder or a URI."""
+    import pyarrow
+    import pyarrow.fs
+
+    if not is_uri(path):
+        return pyarrow.fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+    check_uri(path)
+    parts = urlsplit(path)
+    try:
+        if parts.scheme == "s3":
+            env = (os.environ.get("AWS_REGION"), os.environ.get("AWS_DEFAULT_REGION"),
+                   os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+            return _s3_filesystem(parts.netloc, parts.query, env), f"{parts.netloc}{parts.path}".rstrip("/")
         return pyarrow.fs.FileSystem.from_uri(path)
-    return pyarrow.fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+    except (pyarrow.ArrowInvalid, ValueError) as err:
+        raise StoreError(f"{path}: {str(err).splitlines()[0][:160]}") from None
+    except OSError as err:
+        raise store_error(err, path) from None
+
+
+def store_error(err: OSError, path: str) -> StoreError:
+    """A pyarrow OSError of a store as one line: what is wrong and what to check."""
+    text = str(err)
+    where = f"the store at {store_host(path)} ({_plain_uri(path)})"
+    if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text or "bucket does not exist" in text:
+        bucket = urlsplit(path).netloc
+        return StoreError(f"{where}: no bucket {bucket!r}; create it, or give a bucket that exists")
+    if "ACCESS_DENIED" in text or "AccessDenied" in text or "Forbidden" in text or "HTTP response code: 403" in text:
+        return StoreError(f"{where}: access denied; check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE, the "
+                          f"instance's role) and the bucket's policy")
+    if any(code in text for code in ("INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+                                     "SignatureDoesNotMatch", "No credentials", "NoCredentials")):
+        return StoreError(f"{where}: the credentials were refused; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                          f"(or AWS_PROFILE)")
+    if "NETWORK_CONNECTION" in text or "curlCode" in text or "no answer within" in text:
+        detail = text.split("Details: ")[-1] if "Details: " in text else text.split(": ")[-1]
+        return StoreError(f"{where} does not answer ({detail.strip()[:90]}); check the endpoint "
+                          f"(?endpoint_override=HOST:PORT&scheme=http for MinIO and the like), the network, and that "
+                          f"the store is up")
+    return StoreError(f"{where}: {text.splitlines()[0][:160]}")
+
+
+def _plain_uri(path: str) -> str:
+    """The URI without its query, for messages."""
+    parts = urlsplit(path)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _store_call(path: str, call: Callable[[], T]) -> T:
+    """`call()`, with a store's errors (other than a missing file) as one-line StoreErrors."""
+    try:
+        return call()
+    except FileNotFoundError:
+        raise
+    except StoreError:
+        raise
+    except OSError as err:
+        if not is_uri(path):
+            raise
+        raise store_error(err, path) from None
 
 
 def read_text(path: str) -> str:
     if not is_uri(path):
         return Path(path).read_text()
     fs, inner = filesystem(path)
-    with fs.open_input_stream(inner) as f:
-        return f.read().decode()
+
+    def read() -> str:
+        with fs.open_input_stream(inner) as f:
+            return f.read().decode()
+
+    return _store_call(path, read)
 
 
 def read_text_or_none(path: str) -> str | None:
-    """The file's text, or None where it is missing or unreadable (being written, say)."""
-    fs, inner = filesystem(path)
+    """The file's text, or None where it is missing (or, on a local disk, unreadable). A store
+    that does not answer is a StoreError, never taken for a missing file."""
     try:
-        with fs.open_input_stream(inner) as f:
-            return f.read().decode(errors="replace")
-    except (FileNotFoundError, OSError):
+        return read_text(path) if is_uri(path) else Path(path).read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, UnicodeDecodeError):
+        return None
+    except StoreError:
+        raise
+    except OSError:
         return None
 
 
@@ -86,7 +238,7 @@ def list_folder(path: str) -> list[tuple[str, bool]]:
     import pyarrow.fs
 
     fs, inner = filesystem(path)
-    infos = fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True))
+    infos = _store_call(path, lambda: fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True)))
     return [(i.base_name, i.type == pyarrow.fs.FileType.Directory) for i in infos]
 
 
@@ -98,10 +250,23 @@ def write_text(path: str, text: str) -> None:
 def write_bytes(path: str, data: bytes) -> None:
     if is_uri(path):
         fs, inner = filesystem(path)
-        with fs.open_output_stream(inner) as f:
-            f.write(data)
+
+        def write() -> None:
+            with fs.open_output_stream(inner) as f:
+                f.write(data)
+
+        _store_call(path, write)
         return
     atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def delete_file(path: str) -> None:
+    """Remove a file; one that is already gone is no error."""
+    fs, inner = filesystem(path)
+    try:
+        _store_call(path, lambda: fs.delete_file(inner))
+    except FileNotFoundError:
+        pass
 
 
 def exists(path: str) -> bool:
@@ -110,7 +275,7 @@ def exists(path: str) -> bool:
     import pyarrow.fs
 
     fs, inner = filesystem(path)
-    return fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound
+    return _store_call(path, lambda: fs.get_file_info(inner).type) != pyarrow.fs.FileType.NotFound
 
 
 @contextmanager
@@ -140,15 +305,18 @@ def check_writable(folder: str, need_bytes: int | None = None) -> str | None:
     if need_bytes is None:
         need_bytes = int(float(os.environ.get("RESWEEP_MIN_FREE_MB", "200")) * 2**20)
     if is_uri(folder):
-        try:
-            probe = join(folder, f".resweep-probe-{uuid.uuid4().hex}")
-            write_text(probe, "ok")
-            fs, inner = filesystem(probe)
-            fs.delete_file(inner)
-        except Exception as err:  # credentials, bucket missing, no network, a bad endpoint
-            return (f"cannot write to {folder} ({type(err).__name__}: {str(err).splitlines()[0][:100]}); check the "
-                    f"bucket, its credentials and endpoint (see README, 'S3-compatible stores'), or pass --storage "
-                    f"with a writable folder")
+        fs, inner = filesystem(folder)
+        probe = f"{inner}/.resweep-probe-{uuid.uuid4().hex}"
+
+        def write_and_delete() -> None:
+            with fs.open_output_stream(probe) as f:
+                f.write(b"ok")
+            fs.delete_file(probe)
+
+        try:  # in seconds: a store that does not answer is named, not waited for
+            _with_time_limit(write_and_delete, CHECK_TIMEOUT_S, f"writing to {_plain_uri(folder)}")
+        except (OSError, StoreError) as err:
+            return f"cannot write there: {store_error(OSError(str(err)), folder)}"
         return None
     target = Path(folder)
     try:

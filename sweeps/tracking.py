@@ -105,6 +105,111 @@ class WandbLogger(WandbLoggerCallback):
                                       destination_filesystem=trial.storage.storage_filesystem)
 
 
+CHECK_TIMEOUT_S = 5.0  # a tracker must answer a check within this many seconds
+
+
+def check_trackers(plan, resume: bool = False, without: bool = False) -> None:
+    """Before a sweep starts (or resumes), make sure the trackers it logs to answer, in
+    seconds: a tracking client retries for minutes inside the driver's loop, and a resumed
+    sweep would meet the same wall. One line naming the tracker and the fix otherwise."""
+    if without:
+        return
+    drop = f"or resume without it: `sweep resume {plan.path} --no-trackers`" if resume else "or drop the option"
+    if plan.mlflow:
+        require_extra("mlflow")
+        problem = mlflow_problem(plan.mlflow)
+        if problem:
+            raise SweepError(f"--mlflow {plan.mlflow}: {problem}; {drop}")
+    if plan.wandb:
+        require_extra("wandb")
+        problem = wandb_problem()
+        if problem:
+            raise SweepError(f"--wandb {plan.wandb}: {problem}; {drop}")
+
+
+def mlflow_problem(uri: str, timeout: float = CHECK_TIMEOUT_S) -> str | None:
+    """None when an MLflow tracking server answers at `uri` (a folder or database: can be
+    written), else the reason in a few words."""
+    import json
+    import os
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/get-by-name?experiment_name=resweep-check"
+        request = urllib.request.Request(probe)
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 (http(s) only)
+                return None
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                return (f"the server refused us (HTTP {err.code}); set MLFLOW_TRACKING_TOKEN or "
+                        f"MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+            try:
+                body = json.loads(err.read() or b"{}")
+            except ValueError:
+                body = {}
+            if err.code == 404 and body.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+                return None  # an MLflow server that has no such experiment: it answers
+            return f"it answers HTTP {err.code}, not as an MLflow tracking server does; check the address"
+        except urllib.error.URLError as err:
+            reason = err.reason
+            if isinstance(reason, ConnectionRefusedError):
+                return f"nothing listens at {parts.netloc}; start the server (`mlflow server`) or fix the address"
+            if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+                return f"no answer within {timeout:g} s; check the address and the network"
+            return f"cannot reach it ({reason}); check the address and the network"
+        except (TimeoutError, OSError) as err:
+            return f"no answer within {timeout:g} s ({type(err).__name__}); check the address and the network"
+    if parts.scheme in ("", "file", "sqlite"):
+        path = parts.path if parts.scheme else uri
+        folder = os.path.dirname(path) if parts.scheme == "sqlite" else path
+        folder = folder or "."
+        existing = folder
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing.rstrip("/")) or "."
+        if os.path.exists(existing) and not os.path.isdir(existing):
+            return f"{existing} is a file, not a folder; give a folder or a server's http:// address"
+        if not os.access(existing, os.W_OK):
+            return f"{existing} cannot be written; give a writable folder or a server's http:// address"
+    return None
+
+
+def wandb_problem(timeout: float = CHECK_TIMEOUT_S) -> str | None:
+    """None when W&B can log (offline mode, or credentials and a reachable server), else why."""
+    import netrc
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return None
+    base = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    host = base.hostname or "api.wandb.ai"
+    key = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE")
+    if not key:
+        path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+        try:
+            key = (netrc.netrc(path).authenticators(host) or (None, None, None))[2]
+        except (OSError, netrc.NetrcParseError):
+            key = None
+    if not key:
+        return (f"not logged in to W&B at {host}; run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline to "
+                f"log to local files")
+    port = base.port or (443 if base.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as err:
+        return f"cannot reach {host}:{port} ({err.strerror or type(err).__name__}); check the network, or set " \
+               f"WANDB_MODE=offline"
+    return None
+
+
 def tracking_callbacks(plan) -> list:
     """The logger callbacks of a sweep: TensorBoard always, MLflow and W&B where the plan asks."""
     import logging

@@ -27,16 +27,17 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainer.datasets import load_data
 
+from .claim import Claim
 from .cluster import Cluster, check_reachable, find_cluster
 from .errors import SweepError
-from .layout import plan_file, trial_folder_name
+from .layout import OPTUNA_DB, PLAN_FILE, STATE_ARCHIVE, STATE_FILE, is_trial_folder, plan_file, trial_folder_name
 from .plan import SweepPlan
 from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
-from .storage import check_writable, exists, is_uri
-from .tracking import tracking_callbacks
+from .storage import check_writable, exists, is_uri, list_folder
+from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from .trial import run_trial
 from .simulate import make_sampler
 from .warmstart import first_points, seed_searcher
@@ -146,16 +147,52 @@ def make_searcher(plan: SweepPlan, concurrency: int):
 
 
 def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, resume: bool = False,
-              reuse_actors: bool = True) -> dict:
+              reuse_actors: bool = True, trackers: bool = True) -> dict:
     """Run (or resume) the sweep of `plan` on the cluster `find_cluster(address, local)` picks;
     returns its summary. Trial actors are reused (a new trial skips the process start and the
-    dataset load) unless `reuse_actors` is off."""
+    dataset load) unless `reuse_actors` is off; `trackers` off drops the plan's MLflow and W&B
+    logging (TensorBoard stays). Everything is checked before the run folder is claimed, and
+    nothing is written to it before."""
     cluster = find_cluster(address, local)
     check_reachable(cluster)  # seconds, where ray.init would retry for minutes
-    tracking = tracking_callbacks(plan)  # a missing MLflow or W&B package: one line, before anything starts
+    check_trackers(plan, resume=resume, without=not trackers)  # seconds: a tracker that does not answer
+    tracking = tracking_callbacks(plan) if trackers else [TensorBoardLogger()]
     problem = check_writable(plan.storage)
     if problem:
         raise SweepError(f"results folder: {problem}")
+    if cluster.local:
+        check_local_resources(plan)
+        # Here the trials read the data this process can see: load it once now, so that missing
+        # data is one clear error before any trial starts (and the cache is built for them).
+        load_data(plan.base_config)
+    claim = Claim.take(plan.path, "sweep resume" if resume else "sweep run")  # nothing is written before this
+    try:
+        if not resume:
+            check_unused(plan.path)
+        elif claim.note():
+            print(claim.note(), flush=True)
+        summary = _run_claimed(plan, cluster, resume, reuse_actors, tracking)
+    except BaseException:
+        claim.release(remove_created=not resume)
+        raise
+    claim.release()
+    return summary
+
+
+def check_unused(run_path: str) -> None:
+    """Refuse to start a new sweep in a folder that holds one, or holds results without a plan."""
+    if exists(plan_file(run_path)):
+        raise SweepError(f"{run_path} already holds a sweep; continue it with `sweep resume {run_path}` "
+                         f"or pass another --name")
+    names = [name for name, _ in list_folder(run_path)]
+    results = [n for n in names if is_trial_folder(n) or STATE_FILE.match(n) or n in (STATE_ARCHIVE, OPTUNA_DB)]
+    if results:
+        raise SweepError(f"{run_path} holds a sweep's results ({results[0]}, {len(results)} in all) but no plan "
+                         f"({PLAN_FILE}); nothing there is replaced: pass another --name, or move the folder "
+                         f"aside first")
+
+
+def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: bool, tracking: list) -> dict:
     if resume:
         known = restore_archive(plan.path)  # Tune's state as one whole snapshot, not files copied in part
         if known is not None:
@@ -165,14 +202,6 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
                       f"their folders are removed and the places sampled anew", flush=True)
     if resume and not Tuner.can_restore(plan.path):
         raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
-    if not resume and exists(plan_file(plan.path)):
-        raise SweepError(f"{plan.path} already holds a sweep; continue it with `sweep resume {plan.path}` "
-                         f"or pass another --name")
-    if cluster.local:
-        check_local_resources(plan)
-        # Here the trials read the data this process can see: load it once now, so that missing
-        # data is one clear error before any trial starts (and the cache is built for them).
-        load_data(plan.base_config)
     started = connect(cluster)
     if not cluster.local and not is_uri(plan.storage):
         print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
@@ -181,8 +210,12 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
         concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
         progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs)
+        callbacks = [progress, ArchiveState(), *tracking]
         if resume:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+            # the callbacks come from the plan, not from Tune's pickle of them: a tracker checked
+            # (or dropped) above is the one used
+            tuner._local_tuner.get_run_config().callbacks = callbacks
         else:
             plan.save()
             # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
@@ -197,8 +230,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
                                        reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
                 run_config=RunConfig(
-                    name=plan.name, storage_path=plan.storage, verbose=0,
-                    callbacks=[progress, ArchiveState(), *tracking],
+                    name=plan.name, storage_path=plan.storage, verbose=0, callbacks=callbacks,
                     failure_config=FailureConfig(max_failures=2)),
             )
         print(f"{'resuming' if resume else 'running'} {plan.preset}: {plan.trials} trials, at most "
