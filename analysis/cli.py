@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from sweeps.errors import show_warnings, user_errors
+from sweeps.errors import OneLineErrors, show_warnings, user_errors
 
 app = typer.Typer(help="Read a sweep's run folder: tables, curves, Grad-CAM, the markdown report.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=OneLineErrors)
 
 
 

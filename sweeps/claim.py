@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import threading
 import time
@@ -100,8 +101,9 @@ class Holder:
 
 def _refusal(run_path: str, holder: Holder | None, command: str) -> ClaimRefused:
     who = holder.describe() if holder else "another driver"
-    then = f"then `sweep resume {run_path}`" if command == "sweep resume" else "or pass another --name"
-    return ClaimRefused(f"{run_path} is being driven by {who}; wait for it to end (`sweep status {run_path} "
+    quoted = shlex.quote(run_path)
+    then = f"then `sweep resume {quoted}`" if command == "sweep resume" else "or pass another --name"
+    return ClaimRefused(f"{run_path} is being driven by {who}; wait for it to end (`sweep status {quoted} "
                         f"--watch`) or stop it there with Ctrl-C, {then}")
 
 
@@ -135,7 +137,12 @@ class Claim:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = Holder.parse(os.pread(fd, 65536, 0).decode(errors="replace"))
+                holder = None
+                for _ in range(40):  # the holder writes who it is just after it locks
+                    holder = Holder.parse(os.pread(fd, 65536, 0).decode(errors="replace"))
+                    if holder is not None:
+                        break
+                    time.sleep(0.025)
                 os.close(fd)
                 raise _refusal(run_path, holder, command) from None
             try:

@@ -14,12 +14,13 @@ import typer
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
 from trainer.metrics import EPOCH_METRICS
 
-from .errors import SweepError, show_warnings, user_errors
+from .errors import OneLineErrors, SweepError, show_warnings, user_errors
 from .layout import enclosing_run
 from .presets import Preset, load_preset, preset_names
 
 app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=OneLineErrors)
 
 
 

@@ -8,6 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer 0.2x carries its own copy of click
+    from typer._click import exceptions as usage
+    from typer._click.termui import echo
+except ImportError:  # older typer: click itself
+    from click import echo
+    from click import exceptions as usage
 
 from trainer.config import ConfigError
 from trainer.errors import DataError, TrainerError
@@ -61,3 +69,27 @@ class _StderrNow(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:
         pass
+
+
+class OneLineErrors(TyperGroup):
+    """A command group whose usage errors (a missing argument, a value out of range, an unknown
+    command) are one `error:` line naming the fix, as every other bad input is, instead of
+    click's usage block; `sweep` alone still prints the help."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except usage.NoArgsIsHelpError:
+            code = 0  # the help, which typer has printed while building this error
+        except usage.UsageError as err:
+            command = err.ctx.command_path if err.ctx is not None else (prog_name or self.name)
+            message = err.format_message().replace("\n", " ").rstrip(".")
+            echo(f"error: {message}; see `{command} --help`", err=True)
+            code = err.exit_code
+        except typer.Abort:
+            echo("interrupted", err=True)
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code

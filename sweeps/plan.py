@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainer.config import ConfigError, TrainConfig, apply_overrides, from_dict
 
 from .errors import RunFolderError, SweepError
-from .layout import plan_file
+from .layout import claim_file, plan_file
 from .presets import Param, Preset, PresetError
 from .simulate import NSGA2, SETTINGS, Setting, default_setting
-from .storage import StoreError, absolute, check_uri, join, list_folder, read_text_or_none, split_name, write_text
+from .storage import (CHECK_TIMEOUT_S, StoreError, absolute, check_uri, is_uri, join, list_folder, read_text_or_none,
+                      split_name, with_time_limit, write_text)
 
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
 TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
@@ -145,8 +147,17 @@ class SweepPlan:
     def load(cls, run_path: str) -> SweepPlan:
         """The plan a run folder holds; RunFolderError (one line) where it is not a run folder."""
         run_path = absolute(run_path)
-        text = read_text_or_none(plan_file(run_path))
+        if not is_uri(run_path) and Path(run_path).is_file():
+            raise RunFolderError(f"{run_path} is a file, not a run folder; give the folder `sweep run` printed")
+        # the first read of every command that opens a run: a store that does not answer is said in seconds
+        text = with_time_limit(lambda: read_text_or_none(plan_file(run_path)), CHECK_TIMEOUT_S, run_path)
         if text is None:
+            from .claim import Holder
+
+            holder = Holder.parse(read_text_or_none(claim_file(run_path)))
+            if holder is not None:
+                raise RunFolderError(f"{run_path} is being started by {holder.describe()} and has no plan yet; "
+                                     f"try again in a few seconds")
             if not list_folder(run_path):
                 raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
             raise RunFolderError(f"{run_path}: not a sweep run folder (no {split_name(plan_file(run_path))[1]}); "

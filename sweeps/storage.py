@@ -30,9 +30,9 @@ T = TypeVar("T")
 # bucket-region lookup of a URI without a region) let a wrong endpoint or a missing network
 # hang a command for minutes.
 CONNECT_TIMEOUT_S = 5.0
-REQUEST_TIMEOUT_S = 20.0
+REQUEST_TIMEOUT_S = 10.0  # seconds without a byte (curl's low-speed limit), not a whole upload's time
 # The wall-clock limit of the checks made before a sweep starts (the store, the region lookup).
-CHECK_TIMEOUT_S = 15.0
+CHECK_TIMEOUT_S = 10.0
 # Schemes pyarrow's filesystems know; a bucket (or host) is needed for all but file://.
 SCHEMES = {"s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file"}
 # The query options of an s3:// URI (pyarrow's FileSystem.from_uri takes the same).
@@ -104,9 +104,10 @@ def store_host(path: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _with_time_limit(call: Callable[[], T], seconds: float, what: str) -> T:
-    """`call()`'s result, or a StoreError after `seconds`: a call into a store's client library
-    cannot be interrupted, so it runs in a daemon thread that is left behind on a timeout."""
+def with_time_limit(call: Callable[[], T], seconds: float, path: str) -> T:
+    """`call()`'s result, or a StoreError naming `path`'s store after `seconds`: a call into a
+    store's client library cannot be interrupted, so it runs in a daemon thread that is left
+    behind on a timeout."""
     box: dict[str, object] = {}
 
     def target() -> None:
@@ -119,7 +120,7 @@ def _with_time_limit(call: Callable[[], T], seconds: float, what: str) -> T:
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
-        raise StoreError(f"{what}: no answer within {seconds:g} s")
+        raise store_error(OSError(f"no answer within {seconds:g} s"), path)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
@@ -136,8 +137,7 @@ def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
     endpoint = options.pop("endpoint_override", None)
     region = options.pop("region", None) or env[0] or env[1]
     if region is None and not endpoint and not env[2]:
-        region = _with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), CHECK_TIMEOUT_S,
-                                  f"s3://{bucket}: looking up the bucket's region")
+        region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), CHECK_TIMEOUT_S, f"s3://{bucket}")
     flags = {k: options.pop(k).lower() in ("1", "true", "yes") for k in
              ("allow_bucket_creation", "allow_bucket_deletion", "force_virtual_addressing") if k in options}
     return pyarrow.fs.S3FileSystem(region=region or "us-east-1", endpoint_override=endpoint,
@@ -314,9 +314,11 @@ def check_writable(folder: str, need_bytes: int | None = None) -> str | None:
             fs.delete_file(probe)
 
         try:  # in seconds: a store that does not answer is named, not waited for
-            _with_time_limit(write_and_delete, CHECK_TIMEOUT_S, f"writing to {_plain_uri(folder)}")
-        except (OSError, StoreError) as err:
-            return f"cannot write there: {store_error(OSError(str(err)), folder)}"
+            with_time_limit(write_and_delete, CHECK_TIMEOUT_S, folder)
+        except StoreError as err:
+            return f"cannot write there: {err}"
+        except OSError as err:
+            return f"cannot write there: {store_error(err, folder)}"
         return None
     target = Path(folder)
     try:

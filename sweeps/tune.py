@@ -36,7 +36,7 @@ from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
-from .storage import check_writable, exists, is_uri, list_folder
+from .storage import check_writable, delete_file, exists, is_uri, list_folder
 from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from .trial import run_trial
 from .simulate import make_sampler
@@ -166,13 +166,18 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
         # data is one clear error before any trial starts (and the cache is built for them).
         load_data(plan.base_config)
     claim = Claim.take(plan.path, "sweep resume" if resume else "sweep run")  # nothing is written before this
+    saved = False
     try:
         if not resume:
             check_unused(plan.path)
+            plan.save()  # the run's first file: readers know the run from now on
+            saved = True
         elif claim.note():
             print(claim.note(), flush=True)
         summary = _run_claimed(plan, cluster, resume, reuse_actors, tracking)
     except BaseException:
+        if saved and not Tuner.can_restore(plan.path):  # it never started: the name is free again
+            delete_file(plan_file(plan.path))
         claim.release(remove_created=not resume)
         raise
     claim.release()
@@ -217,7 +222,6 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             # (or dropped) above is the one used
             tuner._local_tuner.get_run_config().callbacks = callbacks
         else:
-            plan.save()
             # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
             # training_iteration starts again at 1 in a restarted trial)
             scheduler = SnapshottingASHA(time_attr="epoch", max_t=plan.max_epochs, grace_period=plan.grace_period,

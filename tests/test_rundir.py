@@ -3,63 +3,15 @@ write (no Ray), with one trial of each ending, read back by `load_run`; its `out
 what both `sweep run`'s summary and the report count; `export_study` writes each ending as
 the Optuna state the dashboard shows."""
 
-import json
 
 import pytest
 
-from conftest import preset
-from sweeps.layout import CHECKPOINT_KEY, checkpoint_name
-from sweeps.plan import SweepPlan
-from sweeps.presets import load_preset
+from conftest import TRIALS, handmade_run
 from sweeps.rundir import Outcome, export_study, load_run
-
-# trial id -> (Tune status, retries, params, epochs as (val_acc, replayed), failure row or None)
-TRIALS = {
-    "aaaa": ("TERMINATED", 0, {"lr": 0.1, "weight_decay": 1e-4}, [(0.5, False), (0.7, False), (0.9, False),
-                                                                   (0.8, False)], None),
-    "bbbb": ("TERMINATED", 0, {"lr": 0.01, "weight_decay": 1e-3}, [(0.4, False)], None),
-    "cccc": ("TERMINATED", 0, {"lr": 5.0, "weight_decay": 1e-5}, [(0.3, False), (0.2, False)],
-             {"failure": "diverged", "error": "the loss is nan at epoch 3"}),
-    "dddd": ("ERROR", 2, {"lr": 0.2, "weight_decay": 1e-4}, [], None),
-    # restarted from its epoch-1 checkpoint: epoch 1 reported again (replayed) with another value
-    "eeee": ("RUNNING", 0, {"lr": 0.05, "weight_decay": 5e-4}, [(0.6, False), (0.65, False), (0.1, True)], None),
-}
-
 
 @pytest.fixture
 def run_folder(tmp_path):
-    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=6, epochs=4)), [], None, None, None, None,
-                          str(tmp_path / "runs"), "handmade", 1)
-    plan.save()
-    root = tmp_path / "runs" / "handmade"
-    entries = []
-    for index, (trial_id, (status, retries, params, epochs, failure)) in enumerate(TRIALS.items(), start=1):
-        folder = root / f"trial_{trial_id}"
-        folder.mkdir()
-        (folder / "params.json").write_text(json.dumps(params))
-        lines = []
-        for epoch, (value, replayed) in enumerate(epochs, start=1):
-            if replayed:
-                epoch = 1
-            lr_key = "lr" if trial_id == "aaaa" else "epoch_lr"  # aaaa as a run folder from before the rename
-            lines.append({"epoch": epoch, "val_acc": value, "val_loss": 1 - value, lr_key: 0.1, "epoch_time_s": 2.0,
-                          "finished_at": 1000.0 + 10 * index + epoch, CHECKPOINT_KEY: checkpoint_name(epoch),
-                          "replayed": replayed,
-                          # the trainer reports the model's cost with the first epoch it trains
-                          **({"params": 1000.0 * index, "latency_ms": 0.5 * index} if epoch == 1 else {})})
-        if failure:
-            lines.append(failure)
-        (folder / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
-        for epoch in {2, len(epochs)} if trial_id == "aaaa" else {len(epochs)}:  # kept: epochs 2 and 4 of aaaa
-            if epoch:
-                (folder / checkpoint_name(epoch)).mkdir()
-        if status == "ERROR":
-            (folder / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
-        meta = {"trial_id": trial_id, "status": status, "relative_logdir": folder.name,
-                "experiment_tag": f"{index}_lr={params['lr']}", "config": params}
-        entries.append([json.dumps(meta), json.dumps({"num_failures": retries})])
-    (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
-    return plan, root
+    return handmade_run(tmp_path)
 
 
 def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
