@@ -135,8 +135,12 @@ def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
 
     options = dict(parse_qsl(query))
     endpoint = options.pop("endpoint_override", None)
+    if endpoint is None and env[2]:  # $AWS_ENDPOINT_URL(_S3): a URL, its scheme included
+        url = urlsplit(env[2] if "://" in env[2] else f"https://{env[2]}")
+        endpoint = url.netloc
+        options.setdefault("scheme", url.scheme)
     region = options.pop("region", None) or env[0] or env[1]
-    if region is None and not endpoint and not env[2]:
+    if region is None and not endpoint:
         region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), CHECK_TIMEOUT_S, f"s3://{bucket}")
     flags = {k: options.pop(k).lower() in ("1", "true", "yes") for k in
              ("allow_bucket_creation", "allow_bucket_deletion", "force_virtual_addressing") if k in options}
