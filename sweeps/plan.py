@@ -16,8 +16,8 @@ from .errors import RunFolderError, SweepError
 from .layout import claim_file, plan_file
 from .presets import Param, Preset, PresetError
 from .simulate import NSGA2, SETTINGS, Setting, default_setting
-from .storage import (CHECK_TIMEOUT_S, StoreError, absolute, check_uri, is_uri, join, list_folder, read_text_or_none,
-                      split_name, with_time_limit, write_text)
+from .storage import (StoreError, absolute, check_uri, is_uri, join, list_folder, read_text_or_none,
+                      check_timeout_s, split_name, with_time_limit, write_text)
 
 # Training images per epoch of each dataset (for the cost estimate of --dry-run).
 TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
@@ -150,7 +150,7 @@ class SweepPlan:
         if not is_uri(run_path) and Path(run_path).is_file():
             raise RunFolderError(f"{run_path} is a file, not a run folder; give the folder `sweep run` printed")
         # the first read of every command that opens a run: a store that does not answer is said in seconds
-        text = with_time_limit(lambda: read_text_or_none(plan_file(run_path)), CHECK_TIMEOUT_S, run_path)
+        text = with_time_limit(lambda: read_text_or_none(plan_file(run_path), wait=0), check_timeout_s(), run_path)
         if text is None:
             from .claim import Holder
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from .storage import current_outage
+
 PLAIN_EVERY_S = 30.0
 LIVE_EVERY_S = 0.25  # rich redraws 4 times a second
 
@@ -95,6 +97,9 @@ class SweepProgress:
         left = self.seconds_left(trials, counts)
         if left is not None and ended < self.total:
             text += f" | ~{clock(left)} left"
+        outage = current_outage()
+        if outage is not None:
+            text += f" | store {outage[0]} unreachable since {time.strftime('%H:%M:%S', time.localtime(outage[1]))}"
         return text
 
 

@@ -36,13 +36,22 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from .layout import (CHECKPOINT_DIR, STATE_FILE, is_state_file, is_trial_folder, result_file, state_archive,
                      state_file, trial_folder, trial_folder_name)
-from .storage import filesystem, list_folder, write_bytes
+from .storage import (StoreError, filesystem, gone_too_long, list_folder, note_failure, note_success, store_wait_s,
+                      write_bytes)
 
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
+# Tune's path of a run inside its filesystem -> the run's path or URI, for the runs this driver drives
+RUN_PATHS: dict[str, str] = {}
+
+
+def drive(run_path: str) -> None:
+    """Note that this process drives the run at `run_path` (where its archive goes)."""
+    inner = filesystem(run_path)[1]
+    RUN_PATHS[inner.rstrip("/")] = run_path
 
 
 def _staging_files(trials) -> tuple[list[Path], str] | None:
-    """Tune's state files as the driver just wrote them, and the run folder they go to."""
+    """Tune's state files as the driver just wrote them, and the run folder (path or URI) they go to."""
     if not trials:
         return None
     storage = trials[0].storage
@@ -52,26 +61,35 @@ def _staging_files(trials) -> tuple[list[Path], str] | None:
     # by name first: the folder also holds a folder per trial, and this runs at every step
     with os.scandir(staging) as entries:
         files = sorted(staging / e.name for e in entries if STATE_FILE.match(e.name) and e.is_file())
-    run_path = storage.storage_filesystem, storage.experiment_fs_path
-    return files, run_path
+    # the run as resweep names it (a URI keeps its query: Tune's storage context knows only its filesystem)
+    fs_path = storage.experiment_fs_path
+    return files, RUN_PATHS.get(fs_path.rstrip("/"), fs_path)
 
 
 def write_archive(trials) -> bool:
-    """Write the driver's current Tune state files as one archive in the run folder."""
+    """Write the driver's current Tune state files as one archive in the run folder: renamed
+    into place on a disk, one object put behind a URI. A store that is away is tried once
+    (the next snapshot tries again), and a StoreError is raised only once it has been away
+    for longer than store_wait_s(): the driver's loop never waits on the store."""
     found = _staging_files(trials)
     if not found or not found[0]:
         return False
-    files, (fs, run_fs_path) = found
+    files, run_path = found
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in files:
             tar.add(path, arcname=path.name, recursive=False)
-    target = state_archive(run_fs_path.rstrip("/"))
-    if fs.type_name == "local":
-        write_bytes(target, buffer.getvalue())  # renamed into place
-    else:
-        with fs.open_output_stream(target) as out:  # one object, put whole
-            out.write(buffer.getvalue())
+    target = state_archive(run_path)
+    try:
+        write_bytes(target, buffer.getvalue(), wait=0)
+        note_success(target)
+    except StoreError as err:
+        if not err.transient:
+            raise
+        waited = time.time() - note_failure(target)
+        if waited >= store_wait_s():
+            raise gone_too_long(target, err, waited, run=run_path) from None
+        return False  # the next snapshot tries again
     return True
 
 

@@ -11,10 +11,14 @@ command and every node of a cluster.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import random
+import shlex
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,8 +35,14 @@ T = TypeVar("T")
 # hang a command for minutes.
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0  # seconds without a byte (curl's low-speed limit), not a whole upload's time
-# The wall-clock limit of the checks made before a sweep starts (the store, the region lookup).
-CHECK_TIMEOUT_S = 10.0
+# The wall-clock limit of a command's first contact with a store (the probe before a sweep, the
+# region lookup, the plan's first read): where nothing answers then, the address is wrong.
+def check_timeout_s() -> float:
+    """$RESWEEP_STORE_CHECK_S, default 10 s."""
+    try:
+        return max(0.5, float(os.environ.get("RESWEEP_STORE_CHECK_S", "10")))
+    except ValueError:
+        return 10.0
 # Schemes pyarrow's filesystems know; a bucket (or host) is needed for all but file://.
 SCHEMES = {"s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file"}
 # The query options of an s3:// URI (pyarrow's FileSystem.from_uri takes the same).
@@ -41,7 +51,10 @@ S3_OPTIONS = {"region", "scheme", "endpoint_override", "allow_bucket_creation", 
 
 
 class StoreError(RuntimeError):
-    """The store behind a URI is wrong or cannot be reached; one line naming it and the fix."""
+    """The store behind a URI is wrong or cannot be reached; one line naming it and the fix.
+    `transient`: it was away (a refused or dropped connection, a time-out, 5xx), not wrong."""
+
+    transient = False
 
 
 def is_uri(path: str) -> bool:
@@ -129,7 +142,7 @@ def with_time_limit(call: Callable[[], T], seconds: float, path: str) -> T:
 @functools.lru_cache(maxsize=32)
 def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
     """An S3 filesystem for `bucket` with the URI's options, bounded timeouts, and the region
-    from the URI, the environment, or looked up (in at most CHECK_TIMEOUT_S: pyarrow's own
+    from the URI, the environment, or looked up (in at most check_timeout_s(): pyarrow's own
     lookup retries for minutes without a network)."""
     import pyarrow.fs
 
@@ -141,7 +154,7 @@ def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
         options.setdefault("scheme", url.scheme)
     region = options.pop("region", None) or env[0] or env[1]
     if region is None and not endpoint:
-        region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), CHECK_TIMEOUT_S, f"s3://{bucket}")
+        region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), check_timeout_s(), f"s3://{bucket}")
     flags = {k: options.pop(k).lower() in ("1", "true", "yes") for k in
              ("allow_bucket_creation", "allow_bucket_deletion", "force_virtual_addressing") if k in options}
     return pyarrow.fs.S3FileSystem(region=region or "us-east-1", endpoint_override=endpoint,
@@ -184,11 +197,13 @@ def store_error(err: OSError, path: str) -> StoreError:
                                      "SignatureDoesNotMatch", "No credentials", "NoCredentials")):
         return StoreError(f"{where}: the credentials were refused; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                           f"(or AWS_PROFILE)")
-    if "NETWORK_CONNECTION" in text or "curlCode" in text or "no answer within" in text:
+    if is_transient(err):
         detail = text.split("Details: ")[-1] if "Details: " in text else text.split(": ")[-1]
-        return StoreError(f"{where} does not answer ({detail.strip()[:90]}); check the endpoint "
+        away = StoreError(f"{where} does not answer ({detail.strip()[:90]}); check the endpoint "
                           f"(?endpoint_override=HOST:PORT&scheme=http for MinIO and the like), the network, and that "
                           f"the store is up")
+        away.transient = True
+        return away
     return StoreError(f"{where}: {text.splitlines()[0][:160]}")
 
 
@@ -198,21 +213,99 @@ def _plain_uri(path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _store_call(path: str, call: Callable[[], T]) -> T:
-    """`call()`, with a store's errors (other than a missing file) as one-line StoreErrors."""
+# What a store says while it is away for a while (refused or dropped connections, time-outs,
+# 5xx, SlowDown): waited out. Anything else (no bucket, access denied) is said at once.
+TRANSIENT = ("NETWORK_CONNECTION", "curlCode", "no answer within", "SlowDown", "SLOW_DOWN", "ServiceUnavailable",
+             "SERVICE_UNAVAILABLE", "InternalError", "INTERNAL_FAILURE", "RequestTimeout", "REQUEST_TIMEOUT",
+             "Throttl", "THROTTLING", "HTTP response code: 5", "Connection reset", "Broken pipe")
+BACKOFF_S = (0.5, 30.0)  # the first wait between tries, and the longest (doubling, with jitter)
+_outages: dict[str, float] = {}  # store host -> time.time() when it stopped answering (this process)
+_outage_lock = threading.Lock()
+
+
+def store_wait_s() -> float:
+    """How long a store may be away before a command gives up: $RESWEEP_STORE_WAIT_S, default 10 minutes."""
     try:
+        return max(0.0, float(os.environ.get("RESWEEP_STORE_WAIT_S", "600")))
+    except ValueError:
+        return 600.0
+
+
+def is_transient(err: BaseException) -> bool:
+    return any(mark in str(err) for mark in TRANSIENT)
+
+
+def current_outage() -> tuple[str, float] | None:
+    """(host, since) of the store that has been away longest in this process, if one is."""
+    with _outage_lock:
+        return min(_outages.items(), key=lambda item: item[1]) if _outages else None
+
+
+def note_failure(path: str) -> float:
+    """Mark `path`'s store as away (said once per outage on stderr); returns since when."""
+    host = store_host(path)
+    with _outage_lock:
+        new = host not in _outages
+        since = _outages.setdefault(host, time.time())
+    if new:
+        logging.getLogger("resweep").warning(
+            f"the store at {host} does not answer since {time.strftime('%H:%M:%S', time.localtime(since))}; "
+            f"waiting for it up to {store_wait_s():g} s ($RESWEEP_STORE_WAIT_S)")
+    return since
+
+
+def note_success(path: str) -> None:
+    if not is_uri(path):
+        return
+    host = store_host(path)
+    with _outage_lock:
+        since = _outages.pop(host, None)
+    if since is not None:
+        logging.getLogger("resweep").warning(f"the store at {host} answers again after {time.time() - since:.0f} s")
+
+
+def gone_too_long(path: str, err: BaseException, waited: float, run: str | None = None) -> StoreError:
+    first = str(err) if isinstance(err, StoreError) else str(store_error(
+        err if isinstance(err, OSError) else OSError(str(err)), path))
+    resume = f"`sweep resume {shlex.quote(run)}`" if run else "`sweep resume`"
+    gone = StoreError(f"{first.split('; check')[0]}, for {waited:.0f} s ($RESWEEP_STORE_WAIT_S is "
+                      f"{store_wait_s():g}); check that the store is up and reachable from here, then continue "
+                      f"with {resume}: nothing written before is lost")
+    gone.transient = True
+    return gone
+
+
+def _store_call(path: str, call: Callable[[], T], wait: float | None = None) -> T:
+    """`call()`, with a store's errors (other than a missing file) as one-line StoreErrors. A
+    transient error is retried with exponential backoff and jitter while the store has been
+    away for less than `wait` seconds (store_wait_s() by default; 0: not at all)."""
+    if not is_uri(path):
         return call()
-    except FileNotFoundError:
-        raise
-    except StoreError:
-        raise
-    except OSError as err:
-        if not is_uri(path):
+    limit = store_wait_s() if wait is None else wait
+    delay = BACKOFF_S[0]
+    while True:
+        try:
+            result = call()
+        except FileNotFoundError:
+            note_success(path)
             raise
-        raise store_error(err, path) from None
+        except StoreError:
+            raise
+        except OSError as err:
+            if not is_transient(err) or limit <= 0:
+                raise store_error(err, path) from None
+            since = note_failure(path)
+            waited = time.time() - since
+            if waited >= limit:
+                raise gone_too_long(path, err, waited) from None
+            time.sleep(min(random.uniform(0.5, 1.5) * delay, max(0.05, limit - waited)))
+            delay = min(2 * delay, BACKOFF_S[1])
+            continue
+        note_success(path)
+        return result
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, wait: float | None = None) -> str:
     if not is_uri(path):
         return Path(path).read_text()
     fs, inner = filesystem(path)
@@ -221,14 +314,15 @@ def read_text(path: str) -> str:
         with fs.open_input_stream(inner) as f:
             return f.read().decode()
 
-    return _store_call(path, read)
+    return _store_call(path, read, wait)
 
 
-def read_text_or_none(path: str) -> str | None:
+def read_text_or_none(path: str, wait: float | None = None) -> str | None:
     """The file's text, or None where it is missing (or, on a local disk, unreadable). A store
-    that does not answer is a StoreError, never taken for a missing file."""
+    that does not answer is waited for (`wait`: see _store_call), then a StoreError, never taken
+    for a missing file."""
     try:
-        return read_text(path) if is_uri(path) else Path(path).read_text(errors="replace")
+        return read_text(path, wait) if is_uri(path) else Path(path).read_text(errors="replace")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, UnicodeDecodeError):
         return None
     except StoreError:
@@ -251,7 +345,7 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def write_bytes(path: str, data: bytes) -> None:
+def write_bytes(path: str, data: bytes, wait: float | None = None) -> None:
     if is_uri(path):
         fs, inner = filesystem(path)
 
@@ -259,9 +353,26 @@ def write_bytes(path: str, data: bytes) -> None:
             with fs.open_output_stream(inner) as f:
                 f.write(data)
 
-        _store_call(path, write)
+        _store_call(path, write, wait)
         return
     atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def upload_file(local: Path, path: str, wait: float | None = None) -> None:
+    """Put a local file at `path` behind a URI as one object (stored whole or not at all)."""
+    import pyarrow.fs
+
+    fs, inner = filesystem(path)
+    _store_call(path, lambda: pyarrow.fs.copy_files(str(local), inner, destination_filesystem=fs), wait)
+
+
+def delete_dir(path: str) -> None:
+    """Remove a folder and what it holds; one that is already gone is no error."""
+    fs, inner = filesystem(path)
+    try:
+        _store_call(path, lambda: fs.delete_dir(inner))
+    except FileNotFoundError:
+        pass
 
 
 def delete_file(path: str) -> None:
@@ -292,12 +403,12 @@ def local_folder(path: str) -> Iterator[Path]:
     import pyarrow.fs
 
     fs, inner = filesystem(path)
-    if fs.get_file_info(inner).type != pyarrow.fs.FileType.Directory:
+    if _store_call(path, lambda: fs.get_file_info(inner).type) != pyarrow.fs.FileType.Directory:
         raise FileNotFoundError(f"{path}: no such folder")
     folder = Path(tempfile.mkdtemp(prefix="resweep-"))
     try:
-        pyarrow.fs.copy_files(inner, str(folder), source_filesystem=fs,
-                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+        _store_call(path, lambda: pyarrow.fs.copy_files(inner, str(folder), source_filesystem=fs,
+                                                        destination_filesystem=pyarrow.fs.LocalFileSystem()))
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -318,7 +429,7 @@ def check_writable(folder: str, need_bytes: int | None = None) -> str | None:
             fs.delete_file(probe)
 
         try:  # in seconds: a store that does not answer is named, not waited for
-            with_time_limit(write_and_delete, CHECK_TIMEOUT_S, folder)
+            with_time_limit(write_and_delete, check_timeout_s(), folder)
         except StoreError as err:
             return f"cannot write there: {err}"
         except OSError as err:

@@ -28,6 +28,7 @@ import torch
 from ray import tune
 
 from trainer.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from trainer.errors import CheckpointError
 from trainer.config import from_dict
 from trainer.data import DataBundle
 from trainer.datasets import data_key, load_data
@@ -35,7 +36,11 @@ from trainer.loop import TrialHalted, train
 from trainer.metrics import COST
 
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
-from .storage import filesystem, is_uri, join, list_folder, local_folder
+from .storage import StoreError, delete_dir, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
+
+# A trial waits this long at most for a store that is away to take an epoch's checkpoint, then
+# trains on and writes the next one (its newest checkpoint stays the one before).
+CHECKPOINT_WAIT_S = 30.0
 
 # Datasets loaded in this worker process, by the config values they depend on: a reused
 # trial actor trains its next trial on the same tensors without reloading them.
@@ -65,34 +70,28 @@ class TrialFolder:
             try:
                 with local_folder(join(self.path, checkpoint_name(epoch))) as folder:
                     return load_checkpoint(folder)
-            except (OSError, RuntimeError, EOFError):
-                continue  # unreadable: the one before it
+            except (CheckpointError, FileNotFoundError):
+                continue  # unreadable: the one before it (a store that stays away raises: never a fresh start)
         return None
 
     def write(self, epoch: int, save: Callable[[Path], Path]) -> str:
-        """Write the checkpoint of `epoch` here; returns its folder name."""
+        """Write the checkpoint of `epoch` here; returns its folder name. Behind a URI a store that
+        is away is waited for CHECKPOINT_WAIT_S at most (StoreError after)."""
         name = checkpoint_name(epoch)
         target = join(self.path, name)
         if not is_uri(target):
             save(Path(target))  # the trainer writes a temporary file and renames it into place
             return name
-        import pyarrow.fs
-
-        fs, inner = filesystem(join(target, CHECKPOINT_FILE))
         with tempfile.TemporaryDirectory() as folder:
             file = save(Path(folder))
-            pyarrow.fs.copy_files(str(file), inner, destination_filesystem=fs)  # one object, put whole
+            upload_file(file, join(target, CHECKPOINT_FILE), wait=min(CHECKPOINT_WAIT_S, store_wait_s()))
         return name
 
     def prune(self, keep: set[int]) -> None:
         """Delete the checkpoints of every epoch but `keep`."""
         for epoch in self.epochs():
             if epoch not in keep:
-                fs, inner = filesystem(join(self.path, checkpoint_name(epoch)))
-                try:
-                    fs.delete_dir(inner)
-                except FileNotFoundError:
-                    pass
+                delete_dir(join(self.path, checkpoint_name(epoch)))
 
 
 def best_epoch(history: list[dict[str, Any]], epochs: list[int], metric: str, mode: str) -> int | None:
@@ -139,11 +138,23 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
     def report(metrics: dict[str, Any], save: Callable[[Path], Path]) -> None:
         epoch = int(metrics["epoch"])
         history.append(dict(metrics))
-        metrics[CHECKPOINT_KEY] = folder.write(epoch, save)
+        try:
+            metrics[CHECKPOINT_KEY] = folder.write(epoch, save)
+        except StoreError as err:  # the store is away: train on; the next epoch writes its own
+            if not err.transient:
+                raise
+            print(f"warning: epoch {epoch}'s checkpoint was not stored ({err}); training goes on", flush=True)
+            metrics[CHECKPOINT_KEY] = None
+            send(metrics)
+            return
         kept.add(epoch)
         keep = {epoch, best_epoch(history, sorted(kept), metric, mode) or epoch}
-        folder.prune(keep)
-        kept.intersection_update(keep)
+        try:
+            folder.prune(keep)
+            kept.intersection_update(keep)
+        except StoreError as err:
+            if not err.transient:
+                raise  # older checkpoints stay until a later epoch's prune
         send(metrics)
 
     try:

@@ -35,7 +35,7 @@ from .plan import SweepPlan
 from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
-from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, remove_orphans, restore_archive
+from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
 from .storage import check_writable, delete_file, exists, is_uri, list_folder
 from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from .trial import run_trial
@@ -65,6 +65,11 @@ logging.getLogger("ray.tune.execution.tune_controller").addFilter(_Hide("Trial t
 logging.getLogger("ray.tune.utils.util").addFilter(_Hide("may be a performance bottleneck"))
 logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
     _Hide("Token authentication is enabled for this Ray cluster"))
+# A store that is away: resweep says so once, with since when (sweeps.storage); Tune logs a
+# traceback at each of its failed copies.
+logging.getLogger("ray.tune.execution.experiment_state").addFilter(_Hide("Saving experiment state to storage"))
+logging.getLogger("ray.train._internal.syncer").addFilter(_Hide("failed", "Failed"))
+logging.getLogger("ray.train._internal.storage").addFilter(_Hide("Caught exception when creating directory"))
 # A restarted trial reports its earlier epochs again (sweeps.trial); Optuna keeps the first.
 warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already reported")
 
@@ -176,8 +181,11 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
             print(claim.note(), flush=True)
         summary = _run_claimed(plan, cluster, resume, reuse_actors, tracking)
     except BaseException:
-        if saved and not Tuner.can_restore(plan.path):  # it never started: the name is free again
-            delete_file(plan_file(plan.path))
+        try:
+            if saved and not Tuner.can_restore(plan.path):  # it never started: the name is free again
+                delete_file(plan_file(plan.path))
+        except Exception:  # the store is away: the plan stays, and `sweep resume` says there is nothing to resume
+            pass
         claim.release(remove_created=not resume)
         raise
     claim.release()
@@ -198,6 +206,7 @@ def check_unused(run_path: str) -> None:
 
 
 def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: bool, tracking: list) -> dict:
+    drive(plan.path)
     if resume:
         known = restore_archive(plan.path)  # Tune's state as one whole snapshot, not files copied in part
         if known is not None:

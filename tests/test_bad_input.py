@@ -19,6 +19,7 @@ from conftest import handmade_run, preset, tiny
 from sweeps.cli import app as sweep_app
 
 HANG_LIMIT_S = 15  # the bound: a wrong address fails in seconds, never after a client's minutes of retries
+os.environ.setdefault("RESWEEP_STORE_CHECK_S", "4")  # the first contact's limit (10 s by default): a shorter wait here
 
 
 def _checkpoint(folder: Path) -> Path:
