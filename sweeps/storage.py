@@ -154,7 +154,19 @@ def _s3_filesystem(bucket: str, query: str, env: tuple[str | None, ...]):
         options.setdefault("scheme", url.scheme)
     region = options.pop("region", None) or env[0] or env[1]
     if region is None and not endpoint:
-        region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), check_timeout_s(), f"s3://{bucket}")
+        try:
+            region = with_time_limit(lambda: pyarrow.fs.resolve_s3_region(bucket), check_timeout_s(), f"s3://{bucket}")
+        except (StoreError, OSError) as err:
+            if isinstance(err, OSError) and not is_transient(err):
+                raise
+            text = str(err)
+            detail = f"no answer within {check_timeout_s():g} s" if "no answer within" in text else \
+                text.split("Details: ")[-1].strip()[:80]
+            lost = StoreError(f"s3://{bucket}: the bucket's region could not be looked up ({detail}); check the "
+                              f"network and the credentials, or name the region: ?region=REGION in the URI, or "
+                              f"$AWS_REGION")
+            lost.transient = True
+            raise lost from None
     flags = {k: options.pop(k).lower() in ("1", "true", "yes") for k in
              ("allow_bucket_creation", "allow_bucket_deletion", "force_virtual_addressing") if k in options}
     return pyarrow.fs.S3FileSystem(region=region or "us-east-1", endpoint_override=endpoint,
@@ -199,9 +211,11 @@ def store_error(err: OSError, path: str) -> StoreError:
                           f"(or AWS_PROFILE)")
     if is_transient(err):
         detail = text.split("Details: ")[-1] if "Details: " in text else text.split(": ")[-1]
-        away = StoreError(f"{where} does not answer ({detail.strip()[:90]}); check the endpoint "
-                          f"(?endpoint_override=HOST:PORT&scheme=http for MinIO and the like), the network, and that "
-                          f"the store is up")
+        endpoint = store_host(path) != f"s3://{urlsplit(path).netloc}" or urlsplit(path).scheme != "s3"
+        check = ("the endpoint (?endpoint_override=HOST:PORT&scheme=http for MinIO and the like), the network, and "
+                 "that the store is up") if endpoint else \
+            "the network and the credentials, or name the bucket's region (?region=REGION or $AWS_REGION)"
+        away = StoreError(f"{where} does not answer ({detail.strip()[:90]}); check {check}")
         away.transient = True
         return away
     return StoreError(f"{where}: {text.splitlines()[0][:160]}")

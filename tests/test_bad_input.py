@@ -106,6 +106,8 @@ CASES = [
     ("gpus=1.5", "sweep", ["run", "{preset}", "--gpus-per-trial", "1.5"], 2, "whole GPUs"),
     ("cpus>machine", "sweep", ["run", "{preset}", "--local", "--storage", "{runs}", "--cpus-per-trial", "4096"], 2,
      "asks for 4096 CPUs per trial"),
+    ("gpus>machine", "sweep", ["run", "{preset}", "--local", "--storage", "{runs}", "--gpus-per-trial", "64"], 2,
+     "GPU per trial and this machine has"),
     ("batch=0", "sweep", ["run", "{preset}", "--set", "batch_size=0"], 2, "batch_size=0 must be > 0"),
     ("not-a-number", "sweep", ["run", "{preset}", "--samples", "x"], 2, "Invalid value for '--samples'"),
     ("no-preset", "sweep", ["run", "no-such-preset"], 2, "no-such-preset"),
@@ -143,6 +145,9 @@ CASES = [
     ("resume-no-plan", "sweep", ["resume", "{noplan}"], 2, "not a sweep run folder"),
     ("resume-bad-plan", "sweep", ["resume", "{badplan}"], 2, "is damaged"),
     ("resume-tracker-closed", "sweep", ["resume", "{runs}/tracked", "--local"], 2, "--no-trackers"),
+    # ... and with the tracker dropped, the resume goes past it (to what is wrong next: this run never started)
+    ("resume-without-trackers", "sweep", ["resume", "{runs}/tracked", "--local", "--no-trackers"], 2,
+     "no sweep state to resume"),
     ("resume-store-closed", "sweep", ["resume", S3.format(port="{closed}")], 2, "does not answer"),
     ("resume-store-silent", "sweep", ["resume", S3.format(port="{silent}")], 2, "does not answer"),
     # readers
@@ -277,3 +282,36 @@ def test_the_wandb_check_passes_when_logged_in_or_offline(world, monkeypatch):
     assert wandb_problem() is None
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{world['closed']}")
     assert "cannot reach 127.0.0.1" in wandb_problem()
+
+
+def _namespaces() -> bool:
+    import shutil
+    import subprocess
+
+    return shutil.which("unshare") is not None and subprocess.run(["unshare", "-n", "true"],
+                                                                   capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _namespaces(), reason="needs `unshare -n` (a network namespace: root)")
+@pytest.mark.parametrize("command", [["sweep", "run", "{preset}", "--local", "--storage", "s3://resweep-bucket/runs"],
+                                     ["sweep", "status", "s3://resweep-bucket/runs/x"],
+                                     ["analysis", "table", "s3://resweep-bucket/runs/x"]])
+def test_without_a_network_s3_commands_fail_in_seconds_not_minutes(world, command, tmp_path):
+    """No credentials and no network (a namespace with only loopback, down): the bucket's region
+    lookup and the credentials chain must not hold a command for minutes."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["HOME"] = str(tmp_path)  # no ~/.aws here
+    module = "sweeps.cli" if command[0] == "sweep" else "analysis.cli"
+    args = [a.format(**world) for a in command[1:]]
+    start = time.monotonic()
+    out = subprocess.run(["unshare", "-n", sys.executable, "-m", module, *args], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - start
+    print(f"{command[:2]}: exit {out.returncode} in {seconds:.1f} s: {out.stderr.strip()}")
+    lines = [line for line in out.stderr.splitlines() if line.strip() and not line.startswith("warning: ")]
+    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert "resweep-bucket" in lines[0] and "Traceback" not in out.stderr
+    assert seconds < HANG_LIMIT_S

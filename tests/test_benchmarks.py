@@ -15,7 +15,7 @@ SMOKE = {
     "trainer_overhead.py": ["--rounds", "1", "--samples", "256", "--width", "4"],
     "data_pipeline.py": ["--images", "24", "--workers", "1"],
     "sweep_efficiency.py": ["--samples", "2", "--seeds", "1"],
-    "orchestration.py": ["--reused", "2", "4", "--fresh", "1", "2", "--scale", "2", "4", "--scale-epochs", "1"],
+    "orchestration.py": ["--reused", "2", "4", "--fresh", "1", "2", "--scale", "2", "--scale-epochs", "1"],
     "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
     "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
     "asha_replay.py": ["--orders", "20"],

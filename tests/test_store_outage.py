@@ -112,8 +112,8 @@ def test_past_the_window_the_driver_says_so_in_one_line_and_resume_finishes(stor
     env = {**env, "RESWEEP_STORE_WAIT_S": "3"}
     uri = _run_uri(server, proxy, "long")
     storage = uri.replace("/long?", "?")
-    path = preset(tmp_path, trials=2, epochs=EPOCHS, sweep={"grace_period": EPOCHS, "concurrency": 1})
-    striker = _strike_when_trained(server, proxy, "long", seconds=30)
+    path = preset(tmp_path, trials=2, epochs=EPOCHS, sweep={"grace_period": EPOCHS, "concurrency": 2})
+    striker = _strike_when_trained(server, proxy, "long", seconds=30, epochs=1)
     start = time.time()
     result = _sweep("run", path, "--local", "--storage", storage, "--name", "long", "--seed", "3", env=env,
                     cwd=tmp_path)
