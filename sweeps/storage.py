@@ -55,6 +55,7 @@ class StoreError(RuntimeError):
     `transient`: it was away (a refused or dropped connection, a time-out, 5xx), not wrong."""
 
     transient = False
+    run: str | None = None  # the run a `sweep resume` continues, where the message names one
 
 
 def is_uri(path: str) -> bool:
@@ -281,10 +282,10 @@ def note_success(path: str) -> None:
 def gone_too_long(path: str, err: BaseException, waited: float, run: str | None = None) -> StoreError:
     first = str(err) if isinstance(err, StoreError) else str(store_error(
         err if isinstance(err, OSError) else OSError(str(err)), path))
-    resume = f"`sweep resume {shlex.quote(run)}`" if run else "`sweep resume`"
+    resume = f", then continue with `sweep resume {shlex.quote(run)}`: nothing written before is lost" if run else ""
     gone = StoreError(f"{first.split('; check')[0]}, for {waited:.0f} s ($RESWEEP_STORE_WAIT_S is "
-                      f"{store_wait_s():g}); check that the store is up and reachable from here, then continue "
-                      f"with {resume}: nothing written before is lost")
+                      f"{store_wait_s():g}); check that the store is up and reachable from here{resume}")
+    gone.run = run
     gone.transient = True
     return gone
 

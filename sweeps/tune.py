@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 import shlex
 from pathlib import Path
@@ -36,7 +37,8 @@ from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
-from .storage import check_writable, delete_file, exists, is_uri, list_folder
+from .storage import (StoreError, check_writable, current_outage, delete_file, exists, gone_too_long, is_uri,
+                      list_folder)
 from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from .trial import run_trial
 from .simulate import make_sampler
@@ -180,6 +182,12 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
         elif claim.note():
             print(claim.note(), flush=True)
         summary = _run_claimed(plan, cluster, resume, reuse_actors, tracking)
+    except StoreError as err:  # a store away past the window, wherever the driver met it: how to go on
+        claim.release()
+        if err.transient and err.run is None:
+            raise gone_too_long(plan.path, err, time.time() - (current_outage() or ("", time.time()))[1],
+                                run=plan.path) from None
+        raise
     except BaseException:
         try:
             if saved and not Tuner.can_restore(plan.path):  # it never started: the name is free again

@@ -55,13 +55,17 @@ def _epochs_in_bucket(server, name: str) -> dict[str, list[int]]:
     return found
 
 
-def _strike_when_trained(server, proxy, name: str, seconds: float, epochs: int = 2) -> threading.Thread:
-    """Take the store away for `seconds` once a trial has `epochs` epochs in the bucket."""
+def _strike_when_trained(server, proxy, name: str, seconds: float, epochs: int = 2,
+                         until: threading.Event | None = None) -> threading.Thread:
+    """Take the store away for `seconds` (or until `until` is set, if sooner) once a trial has
+    `epochs` epochs in the bucket."""
     def strike():
         deadline = time.time() + 240
         while time.time() < deadline:
             if any(len(e) >= epochs for e in _epochs_in_bucket(server, name).values()):
-                proxy.outage(seconds)
+                proxy.down()
+                (until or threading.Event()).wait(seconds)
+                proxy.up()
                 return
             time.sleep(0.3)
 
@@ -113,13 +117,17 @@ def test_past_the_window_the_driver_says_so_in_one_line_and_resume_finishes(stor
     uri = _run_uri(server, proxy, "long")
     storage = uri.replace("/long?", "?")
     path = preset(tmp_path, trials=2, epochs=EPOCHS, sweep={"grace_period": EPOCHS, "concurrency": 2})
-    striker = _strike_when_trained(server, proxy, "long", seconds=30, epochs=1)
+    driver_ended = threading.Event()  # the store comes back once the driver has given up (or after 60 s)
+    striker = _strike_when_trained(server, proxy, "long", seconds=60, epochs=1, until=driver_ended)
     start = time.time()
     result = _sweep("run", path, "--local", "--storage", storage, "--name", "long", "--seed", "3", env=env,
                     cwd=tmp_path)
     ended = time.time()
+    driver_ended.set()
     striker.join(60)
     print(result.stdout[-2000:], result.stderr[-2500:], sep="\n---\n")
+    print(f"outage {proxy.outages[0][0] - start:.0f}-{proxy.outages[0][1] - start:.0f} s, driver ended at "
+          f"{ended - start:.0f} s")
     assert proxy.outages and ended < proxy.outages[0][1], "the driver gave up during the outage"
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
