@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import SweepError
 from .layout import claim_file
-from .storage import delete_file, is_uri, read_text_or_none, write_text
+from .storage import CONNECT_TIMEOUT_S, delete_file, is_uri, read_text_or_none, write_text
 
 HEARTBEAT_S = float(os.environ.get("RESWEEP_HEARTBEAT_S", "10"))  # a lease's heartbeat period
 STALE_AFTER_S = float(os.environ.get("RESWEEP_CLAIM_STALE_S", "60"))  # a lease older than this is taken over
@@ -183,14 +183,16 @@ class Claim:
     def _heartbeat(self) -> None:
         path = claim_file(self.run_path)
         while not self._stop.wait(HEARTBEAT_S):
-            try:
-                current = Holder.parse(read_text_or_none(path))
+            try:  # one try a beat (wait=0): a beat missed while the store is away is made up by the next
+                current = Holder.parse(read_text_or_none(path, wait=0))
                 if current is not None and current.token != self.holder.token:
                     print(f"warning: {self.run_path} was taken over by {current.describe()}; this driver's "
                           f"heartbeat stops", flush=True)
                     return
+                if self._stop.is_set():
+                    return  # released meanwhile: the claim must not be written again
                 self.holder = Holder(**{**asdict(self.holder), "heartbeat": time.time()})
-                write_text(path, self.holder.to_json())
+                write_text(path, self.holder.to_json(), wait=0)
             except Exception:  # the store is away for now: the next beat tries again
                 continue
 
@@ -225,8 +227,10 @@ class Claim:
                 except OSError:
                     pass  # something else is there: kept
             return
+        if self._beat is not None:
+            self._beat.join(timeout=3 * CONNECT_TIMEOUT_S)  # a beat under way ends before the claim goes
         try:
-            current = Holder.parse(read_text_or_none(path))
+            current = Holder.parse(read_text_or_none(path, wait=0))
             if current is not None and current.token == self.holder.token:
                 delete_file(path)
         except Exception:  # the store is away: the lease goes stale by itself

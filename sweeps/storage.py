@@ -355,9 +355,9 @@ def list_folder(path: str) -> list[tuple[str, bool]]:
     return [(i.base_name, i.type == pyarrow.fs.FileType.Directory) for i in infos]
 
 
-def write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str, wait: float | None = None) -> None:
     """Atomic on a local disk (temp file + rename); object stores write whole objects anyway."""
-    write_bytes(path, text.encode())
+    write_bytes(path, text.encode(), wait)
 
 
 def write_bytes(path: str, data: bytes, wait: float | None = None) -> None:
