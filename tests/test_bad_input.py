@@ -19,7 +19,7 @@ from conftest import handmade_run, preset, tiny
 from sweeps.cli import app as sweep_app
 
 HANG_LIMIT_S = 15  # the bound: a wrong address fails in seconds, never after a client's minutes of retries
-os.environ.setdefault("RESWEEP_STORE_CHECK_S", "4")  # the first contact's limit (10 s by default): a shorter wait here
+CHECK_S = "4"  # the limit of a command's first contact with a store (10 s by default): a shorter wait here
 
 
 def _checkpoint(folder: Path) -> Path:
@@ -189,6 +189,7 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("case, which, argv, code, fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_gets_one_line_and_changes_nothing(world, case, which, argv, code, fragment, monkeypatch):
     monkeypatch.chdir(world["root"])  # a URI's report would go to ./reports: nothing may appear here either
+    monkeypatch.setenv("RESWEEP_STORE_CHECK_S", CHECK_S)
     monkeypatch.setenv("NETRC", str(world["root"] / "empty-netrc"))  # not logged in to W&B
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -303,7 +304,7 @@ def test_without_a_network_s3_commands_fail_in_seconds_not_minutes(world, comman
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["HOME"] = str(tmp_path)  # no ~/.aws here
+    env.update(HOME=str(tmp_path), RESWEEP_STORE_CHECK_S=CHECK_S)  # no ~/.aws here
     module = "sweeps.cli" if command[0] == "sweep" else "analysis.cli"
     args = [a.format(**world) for a in command[1:]]
     start = time.monotonic()
