@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .errors import SweepError
 from .layout import claim_file
-from .storage import CONNECT_TIMEOUT_S, delete_file, is_uri, read_text_or_none, write_text
+from .storage import CONNECT_TIMEOUT_S, delete, is_uri, read_text_or_none, write_text
 
 HEARTBEAT_S = float(os.environ.get("RESWEEP_HEARTBEAT_S", "10"))  # a lease's heartbeat period
 STALE_AFTER_S = float(os.environ.get("RESWEEP_CLAIM_STALE_S", "60"))  # a lease older than this is taken over
@@ -232,7 +232,7 @@ class Claim:
         try:
             current = Holder.parse(read_text_or_none(path, wait=0))
             if current is not None and current.token == self.holder.token:
-                delete_file(path)
+                delete(path)
         except Exception:  # the store is away: the lease goes stale by itself
             pass
 

@@ -36,8 +36,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from .layout import (CHECKPOINT_DIR, STATE_FILE, is_state_file, is_trial_folder, result_file, state_archive,
                      state_file, trial_folder, trial_folder_name)
-from .storage import (StoreError, filesystem, gone_too_long, list_folder, note_failure, note_success, store_wait_s,
-                      write_bytes)
+from .storage import (StoreError, delete, filesystem, gone_too_long, list_folder, note_failure, note_success,
+                      store_wait_s, write_bytes)
 
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
 # Tune's path of a run inside its filesystem -> the run's path or URI, for the runs this driver drives
@@ -124,8 +124,7 @@ def restore_archive(run_path: str) -> set[str] | None:
         return None
     for name, is_dir in list_folder(run_path):
         if not is_dir and STATE_FILE.match(name) and name not in members and name != "tuner.pkl":
-            fs, inner = filesystem(state_file(run_path, name))
-            fs.delete_file(inner)  # a later session's files, copied in part
+            delete(state_file(run_path, name))  # a later session's files, copied in part
     for name, content in members.items():
         write_bytes(state_file(run_path, name), content)
     return _trial_folders(members)
@@ -142,8 +141,7 @@ def remove_orphans(run_path: str, known: set[str]) -> list[str]:
         entries = list_folder(trial_folder(run_path, name))
         if any(CHECKPOINT_DIR.match(n) for n, _ in entries):
             continue  # work was kept: never deleted, and the readers leave the folder out
-        fs, inner = filesystem(trial_folder(run_path, name))
-        fs.delete_dir(inner)
+        delete(trial_folder(run_path, name), folder=True)
         removed.append(name)
     return removed
 

@@ -381,20 +381,11 @@ def upload_file(local: Path, path: str, wait: float | None = None) -> None:
     _store_call(path, lambda: pyarrow.fs.copy_files(str(local), inner, destination_filesystem=fs), wait)
 
 
-def delete_dir(path: str) -> None:
-    """Remove a folder and what it holds; one that is already gone is no error."""
+def delete(path: str, folder: bool = False) -> None:
+    """Remove a file (or with `folder`, a folder and what it holds); one already gone is no error."""
     fs, inner = filesystem(path)
     try:
-        _store_call(path, lambda: fs.delete_dir(inner))
-    except FileNotFoundError:
-        pass
-
-
-def delete_file(path: str) -> None:
-    """Remove a file; one that is already gone is no error."""
-    fs, inner = filesystem(path)
-    try:
-        _store_call(path, lambda: fs.delete_file(inner))
+        _store_call(path, lambda: fs.delete_dir(inner) if folder else fs.delete_file(inner))
     except FileNotFoundError:
         pass
 

@@ -36,7 +36,7 @@ from trainer.loop import TrialHalted, train
 from trainer.metrics import COST
 
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
-from .storage import StoreError, delete_dir, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
+from .storage import StoreError, delete, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
 
 # A trial waits this long at most for a store that is away to take an epoch's checkpoint, then
 # trains on and writes the next one (its newest checkpoint stays the one before).
@@ -91,7 +91,7 @@ class TrialFolder:
         """Delete the checkpoints of every epoch but `keep`."""
         for epoch in self.epochs():
             if epoch not in keep:
-                delete_dir(join(self.path, checkpoint_name(epoch)))
+                delete(join(self.path, checkpoint_name(epoch)), folder=True)
 
 
 def best_epoch(history: list[dict[str, Any]], epochs: list[int], metric: str, mode: str) -> int | None:

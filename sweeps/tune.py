@@ -37,7 +37,7 @@ from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
-from .storage import (StoreError, check_writable, current_outage, delete_file, exists, gone_too_long, is_uri,
+from .storage import (StoreError, check_writable, current_outage, delete, exists, gone_too_long, is_uri,
                       list_folder)
 from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from .trial import run_trial
@@ -191,7 +191,7 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
     except BaseException:
         try:
             if saved and not Tuner.can_restore(plan.path):  # it never started: the name is free again
-                delete_file(plan_file(plan.path))
+                delete(plan_file(plan.path))
         except Exception:  # the store is away: the plan stays, and `sweep resume` says there is nothing to resume
             pass
         claim.release(remove_created=not resume)
