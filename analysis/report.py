@@ -308,7 +308,8 @@ def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: Comput
              f"- trials: {len(trials)} — {ended.trained_to_end} completed, {ended.stopped_early} stopped early by "
              f"ASHA, {ended.errored} errored, {ended.diverged} diverged, "
              + (f"{ended.out_of_memory} out of GPU memory, " if ended.out_of_memory else "")
-             + f"{ended.unfinished} still running or pending; {ended.retries} retries",
+             + f"{ended.unfinished} still running or pending; {ended.retries} retries"
+             + (f", {ended.node_losses} node losses (spot reclaims: continued elsewhere)" if ended.node_losses else ""),
              f"- epochs trained: {cost.epochs_used} of {cost.epochs_full} without early stopping "
              f"({cost.epochs_used / max(cost.epochs_full, 1):.0%})",
              f"- {cost.unit}{'' if cost.unit == 'GPU-hours' else ' (epoch times of every trial, summed)'}: "

@@ -341,7 +341,7 @@ def _status_lines(run_data) -> tuple[list[str], bool]:
              f"({run_data.mode}), max epochs {run_data.max_epochs}"]
     if table.empty:
         return lines + ["no trial has reported yet"], False
-    cols = ["trial_id", "status", "epochs_trained", run_data.metric, "stopped_early", "retries"]
+    cols = ["trial_id", "status", "epochs_trained", run_data.metric, "stopped_early", "retries", "node_losses"]
     rows = [[str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.4f}" for c in cols] for _, r in table.iterrows()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(cols)]
     lines += [_format_row(cols, widths)] + [_format_row(row, widths) for row in rows]

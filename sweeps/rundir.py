@@ -32,7 +32,7 @@ from .storage import absolute, list_folder, read_text_or_none, write_bytes
 # Columns of the trials table besides the sweep's metric (each trial's best value) and the
 # searched parameters. `epochs_trained`: epochs the trial trained, at most the plan's max_epochs.
 TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs_trained", "stopped_early", "failure", "diverged",
-                 "retries", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", *COST, "time_s",
+                 "retries", "node_losses", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", *COST, "time_s",
                  "node", "checkpoint", "error"]
 
 
@@ -47,7 +47,8 @@ class Outcome:
     errored: int  # raised, retried, and raised again
     unfinished: int  # running or pending
     not_started: int  # planned, never created
-    retries: int
+    retries: int  # tries that failed for the trial's own reasons
+    node_losses: int  # tries cut short by a node taken away (a spot reclaim): moves, not failures
 
     @property
     def trials(self) -> int:
@@ -80,6 +81,7 @@ def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
                                         "folder": meta.get("relative_logdir") or trial_folder_name(meta["trial_id"]),
                                         "index": int(tag.split("_", 1)[0]) if tag[:1].isdigit() else 0,
                                         "retries": int(run_meta.get("num_failures", 0) or 0),
+                                        "node_losses": int(run_meta.get("node_losses", 0) or 0),  # sweeps.reclaim
                                         "config": meta.get("config", {})}
         return states
     return {}
@@ -175,7 +177,7 @@ class Run:
     def outcome(self) -> Outcome:
         trials = self.trials
         if trials.empty:
-            return Outcome(0, 0, 0, 0, 0, 0, self.plan.trials, 0)
+            return Outcome(0, 0, 0, 0, 0, 0, self.plan.trials, 0, 0)
         ended = trials[trials["status"] == "TERMINATED"]
         early = int(ended["stopped_early"].sum())
         diverged = int((ended["failure"] == DIVERGED).sum())
@@ -185,7 +187,7 @@ class Run:
                        stopped_early=early, diverged=diverged, out_of_memory=out_of_memory, errored=errored,
                        unfinished=len(trials) - len(ended) - errored,
                        not_started=max(0, self.plan.trials - len(trials)),
-                       retries=int(trials["retries"].sum()))
+                       retries=int(trials["retries"].sum()), node_losses=int(trials["node_losses"].sum()))
 
 
 def load_run(run_path: str) -> Run:
@@ -234,6 +236,7 @@ def load_run(run_path: str) -> Run:
             "trial_id": trial_id, "trial_index": state.get("index", 0), "status": status, "epochs_trained": epochs,
             "stopped_early": bool(status == "TERMINATED" and not failure and epochs < max_epochs),
             "failure": failure, "diverged": int(failure == DIVERGED), "retries": state.get("retries", 0),
+            "node_losses": state.get("node_losses", 0),
             metric: best_value, "best_epoch": int(best_row.get("epoch", 0)),
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),

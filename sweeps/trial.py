@@ -12,6 +12,12 @@ result files see every epoch, whatever Tune's own snapshot of the sweep knew whe
 driver died. Tune's checkpoints are not used: Tune deletes an old one before the snapshot
 naming its successor is stored, and a driver killed in between left a trial that could
 not be resumed.
+
+Where the node's cloud gives notice that it takes the node back (`sweeps.notice`), the trial
+drains the node in Ray (no trial is placed there again, and Ray counts what dies there as
+preempted), writes the checkpoint of the epoch it is in and then leaves the node by raising
+`NodeReclaimed`, which the driver does not count against the trial's retries: it goes on
+elsewhere with no epoch trained twice.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from trainer.datasets import data_key, load_data
 from trainer.loop import TrialHalted, train
 from trainer.metrics import COST
 
+from .notice import Notice, NoticeWatcher, notice_url
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
 from .storage import StoreError, delete, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
 
@@ -42,9 +49,31 @@ from .storage import StoreError, delete, is_uri, join, list_folder, local_folder
 # trains on and writes the next one (its newest checkpoint stays the one before).
 CHECKPOINT_WAIT_S = 30.0
 
+# Under a notice, a checkpoint that cannot be stored is tried until this long before the deadline.
+NOTICE_MARGIN_S = 10.0
+
 # Datasets loaded in this worker process, by the config values they depend on: a reused
 # trial actor trains its next trial on the same tensors without reloading them.
 _DATA: dict[tuple, DataBundle] = {}
+
+
+class NodeReclaimed(Exception):
+    """The trial leaves a node its cloud is taking back, its newest epoch stored: a move, not an
+    error (`sweeps.tune` does not count it against the trial's retries)."""
+
+
+def drain_node(node_id: str, notice: Notice) -> None:
+    """Tell Ray that the node goes at the notice's deadline: nothing new is placed there, and
+    the actors that die there count as preempted. Many trials of a node may ask; one is enough."""
+    from ray.core.generated import autoscaler_pb2
+
+    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+    try:
+        ray._private.worker.global_worker.gcs_client.drain_node(
+            node_id, reason, f"cloud notice ({notice.action}) from {notice.source}", int(notice.deadline * 1000),
+            timeout=5)
+    except Exception as err:  # the trial moves all the same; the node may only take one more trial first
+        print(f"warning: could not drain node {node_id[:8]} ({err})", flush=True)
 
 
 class TrialFolder:
@@ -74,9 +103,9 @@ class TrialFolder:
                 continue  # unreadable: the one before it (a store that stays away raises: never a fresh start)
         return None
 
-    def write(self, epoch: int, save: Callable[[Path], Path]) -> str:
+    def write(self, epoch: int, save: Callable[[Path], Path], wait: float = CHECKPOINT_WAIT_S) -> str:
         """Write the checkpoint of `epoch` here; returns its folder name. Behind a URI a store that
-        is away is waited for CHECKPOINT_WAIT_S at most (StoreError after)."""
+        is away is waited for `wait` seconds at most (StoreError after)."""
         name = checkpoint_name(epoch)
         target = join(self.path, name)
         if not is_uri(target):
@@ -84,7 +113,7 @@ class TrialFolder:
             return name
         with tempfile.TemporaryDirectory() as folder:
             file = save(Path(folder))
-            upload_file(file, join(target, CHECKPOINT_FILE), wait=min(CHECKPOINT_WAIT_S, store_wait_s()))
+            upload_file(file, join(target, CHECKPOINT_FILE), wait=min(wait, store_wait_s()))
         return name
 
     def prune(self, keep: set[int]) -> None:
@@ -130,6 +159,14 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
         metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tune.report(metrics)
 
+    def heard(notice: Notice) -> None:  # in the watcher's thread, while the epoch trains on
+        print(f"notice: node {node_id[:8]} is taken back in {notice.seconds_left():.0f} s ({notice.action}); "
+              f"this trial stores the epoch it is in and moves", flush=True)
+        drain_node(node_id, notice)
+
+    url = notice_url()
+    watcher = NoticeWatcher(url, on_notice=heard).start() if url else None
+
     kept = set(folder.epochs())
     for row in history:  # the epochs this trial trained before: Tune and the result files see them again
         send({**row, CHECKPOINT_KEY: checkpoint_name(int(row["epoch"])) if int(row["epoch"]) in kept else None,
@@ -138,11 +175,16 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
     def report(metrics: dict[str, Any], save: Callable[[Path], Path]) -> None:
         epoch = int(metrics["epoch"])
         history.append(dict(metrics))
+        notice = watcher.heard if watcher else None
+        wait = max(CHECKPOINT_WAIT_S, notice.seconds_left() - NOTICE_MARGIN_S) if notice else CHECKPOINT_WAIT_S
         try:
-            metrics[CHECKPOINT_KEY] = folder.write(epoch, save)
+            metrics[CHECKPOINT_KEY] = folder.write(epoch, save, wait=wait)
         except StoreError as err:  # the store is away: train on; the next epoch writes its own
             if not err.transient:
                 raise
+            if notice:
+                raise NodeReclaimed(f"node {node_id[:8]} is taken back ({notice.action}) and epoch {epoch} could "
+                                    f"not be stored ({err})") from None
             print(f"warning: epoch {epoch}'s checkpoint was not stored ({err}); training goes on", flush=True)
             metrics[CHECKPOINT_KEY] = None
             send(metrics)
@@ -156,6 +198,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
             if not err.transient:
                 raise  # older checkpoints stay until a later epoch's prune
         send(metrics)
+        if notice and epoch < config.epochs:
+            raise NodeReclaimed(f"node {node_id[:8]} is taken back ({notice.action}, notice from {notice.source}); "
+                                f"epoch {epoch} is stored")
 
     try:
         train(config, report=report, resume_from=state, data=_DATA[key])
@@ -166,5 +211,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
         metrics[metric] = 1e12 if mode == "min" else metrics.get(metric, 0.0)
         send(metrics)
     finally:
+        if watcher:
+            watcher.stop()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # a reused actor hands a clean GPU to its next trial

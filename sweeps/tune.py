@@ -36,6 +36,7 @@ from .plan import SweepPlan
 from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
+from .reclaim import node_losses_not_counted
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
 from .storage import (StoreError, check_writable, current_outage, delete, exists, gone_too_long, is_uri,
                       list_folder)
@@ -270,11 +271,13 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        tuner.fit()  # no signal handler here: the summary's unfinished trials tell
+        with node_losses_not_counted():
+            tuner.fit()  # no signal handler here: the summary's unfinished trials tell
         return False
     before = signal.getsignal(signal.SIGINT)
     try:
-        tuner.fit()
+        with node_losses_not_counted():
+            tuner.fit()
         return signal.getsignal(signal.SIGINT) is before
     finally:
         signal.signal(signal.SIGINT, before)

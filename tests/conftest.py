@@ -86,6 +86,7 @@ TRIALS = {
     # restarted from its epoch-1 checkpoint: epoch 1 reported again (replayed) with another value
     "eeee": ("RUNNING", 0, {"lr": 0.05, "weight_decay": 5e-4}, [(0.6, False), (0.65, False), (0.1, True)], None),
 }
+NODE_LOSSES = {"aaaa": 3}  # tries cut short by a lost node (sweeps.reclaim), kept apart from the retries
 
 
 def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
@@ -129,6 +130,6 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
             (folder / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
         meta = {"trial_id": trial_id, "status": status, "relative_logdir": folder.name,
                 "experiment_tag": f"{index}_lr={params['lr']}", "config": params}
-        entries.append([json.dumps(meta), json.dumps({"num_failures": retries})])
+        entries.append([json.dumps(meta), json.dumps({"num_failures": retries, "node_losses": NODE_LOSSES.get(trial_id, 0)})])
     (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
     return plan, root

@@ -31,6 +31,7 @@ def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
     assert not rows.loc["cccc", "stopped_early"] and rows.loc["cccc", "epochs_trained"] == 2
     assert rows.loc["dddd", "status"] == "ERROR" and rows.loc["dddd", "error"] == "RuntimeError: boom"
     assert rows.loc["dddd", "retries"] == 2
+    assert rows.loc["aaaa", "node_losses"] == 3 and rows.loc["aaaa", "retries"] == 0  # moves, not failures
     # the replayed epoch 1 never replaces the first report of it
     eeee = run.history[run.history["trial_id"] == "eeee"].sort_values("epoch")
     assert list(eeee["epoch"]) == [1, 2] and list(eeee["val_acc"]) == [0.6, 0.65]
@@ -40,7 +41,7 @@ def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
     assert "lr" not in run.history and run.history["epoch_lr"].notna().all() and len(run.history) == 9
 
     assert run.outcome() == Outcome(trained_to_end=1, stopped_early=1, diverged=1, out_of_memory=0, errored=1,
-                                    unfinished=1, not_started=1, retries=2)
+                                    unfinished=1, not_started=1, retries=2, node_losses=3)
     assert run.outcome().trials == plan.trials == 6
 
 
@@ -55,7 +56,7 @@ def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path)
     assert summary["interrupted"] and summary["best"]["trial_id"] == "aaaa" and summary["best"]["value"] == 0.9
     report = write_report(str(root), tmp_path / "report").read_text()
     assert ("- trials: 5 — 1 completed, 1 stopped early by ASHA, 1 errored, 1 diverged, 1 still running or pending; "
-            "2 retries") in report
+            "2 retries, 3 node losses (spot reclaims: continued elsewhere)") in report
     # the sections, in order (the test section is there: its checkpoint folder is empty, so it says why not)
     assert [line for line in report.splitlines() if line.startswith("## ")] == [
         "## Top 5 trials", "## Learning curves", "## Hyperparameters", "## Best model on the test split (trial `aaaa`)"]

@@ -1,0 +1,101 @@
+"""A lost node is a move, not an error: the driver's rule for what counts against a trial's
+retries (`FailureConfig.max_failures`).
+
+Ray Tune counts every failed try of a trial, except an actor that died on a node Ray itself
+drained as preempted. On a cluster of spot workers most nodes go without Ray knowing why (a
+raylet gone, an instance that vanished), so a night of reclaims would use up the retries meant
+for errors in the trial's code and turn good trials into ERROR. Here a try counts as a node
+loss, and not against the retries, when:
+
+- the trial left a node its cloud gave notice for (`sweeps.trial.NodeReclaimed`);
+- its actor died and Ray says the node was preempted, or the node is dead, or the node's
+  raylet no longer answers (Ray's own health check takes seconds to see that).
+
+An actor that died on a node that is still there (a segfault, the kernel's OOM killer) counts,
+as does any exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
+trial state, which `sweeps.rundir` reads); past MAX_NODE_LOSSES a trial's losses count as
+failures again, so that a trial that takes its node down with it cannot loop for ever.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.tune.experiment import Trial
+
+from .trial import NodeReclaimed
+
+MAX_NODE_LOSSES = 20
+RAYLET_TIMEOUT_S = 2.0
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=RAYLET_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def node_gone(node_id: str | None) -> bool:
+    """Whether the Ray node `node_id` is dead, unknown, or its raylet does not answer."""
+    if not node_id:
+        return False
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return not node.get("Alive") or not _answers(node["NodeManagerAddress"], int(node["NodeManagerPort"]))
+    return True
+
+
+def _actor_node(actor_id: str | None) -> str | None:
+    if not actor_id:
+        return None
+    try:
+        return (ray._private.state.actors(actor_id) or {}).get("Address", {}).get("NodeID") or None
+    except Exception:  # the GCS does not know it (any more)
+        return None
+
+
+def node_lost(exc: BaseException | None, trial: Any = None) -> bool:
+    """Whether the failed try `exc` of `trial` was a node taken away rather than an error."""
+    cause: Any = exc
+    if isinstance(exc, RayTaskError):
+        cause = exc.cause if exc.cause is not None else exc.as_instanceof_cause()
+        if isinstance(cause, NodeReclaimed):
+            return True
+    if not isinstance(cause, RayActorError):
+        return False
+    if cause.preempted:
+        return True
+    node_id = _actor_node(getattr(cause, "actor_id", None))
+    if node_id is None and trial is not None:  # the node the trial last reported from
+        node_id = (getattr(trial, "last_result", None) or {}).get("node_id")
+    return node_gone(node_id)
+
+
+@contextmanager
+def node_losses_not_counted() -> Iterator[None]:
+    """While in it, Tune's trials count node losses apart from their failures (see above)."""
+    counted = Trial.handle_error
+
+    def handle_error(self, exc=None):
+        failures = self.run_metadata.num_failures
+        counted(self, exc)  # Tune's bookkeeping: the error file, the count
+        if node_lost(exc, self):
+            losses = getattr(self.run_metadata, "node_losses", 0) + 1
+            self.run_metadata.node_losses = losses  # kept in Tune's trial state, across resumes
+            if losses <= MAX_NODE_LOSSES:
+                self.run_metadata.num_failures = failures
+                print(f"note: trial {self.trial_id} lost its node ({losses} so far); it goes on elsewhere from its "
+                      f"newest checkpoint, not counted as a failure", flush=True)
+
+    Trial.handle_error = handle_error
+    try:
+        yield
+    finally:
+        Trial.handle_error = counted
