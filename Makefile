@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_NAME := quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install quickstart test test-fast bench cluster-demo clean
+.PHONY: install quickstart test test-fast bench cluster-demo chaos clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ test-fast: install
 
 cluster-demo: install
 	$(BIN)/python -m sweeps.localcluster
+
+# RUNS sweeps of 24 trials under node kills and store outages, after one undisturbed: the
+# figures of docs/RELIABILITY.md (about 5 minutes a run on 2 cores)
+RUNS ?= 5
+chaos: install
+	$(BIN)/python tests/chaos.py --runs $(RUNS)
 
 bench: install
 	$(BIN)/python -m pip install -q --no-deps animal-mnist  # peers.py's image folder (its data only)

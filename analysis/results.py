@@ -21,6 +21,7 @@ def results_table(run_path: str, top: int | None = None) -> pd.DataFrame:
     frame = ranked(run)
     if top:
         frame = frame.head(top)
-    columns = ["trial_id", "status", "epochs_trained", run.metric, "stopped_early", "failure", "retries", "node_losses", "test_acc",
+    columns = ["trial_id", "status", "epochs_trained", run.metric, "stopped_early", "failure", "retries", "node_losses",
+               "test_acc",
                *COST, *run.search_keys]
     return frame[list(dict.fromkeys(columns))].reset_index(drop=True)

@@ -2,14 +2,15 @@
 from the instance metadata service, where the cloud says so minutes ahead:
 
 - AWS: `http://169.254.169.254/latest/meta-data/spot/instance-action` answers 404 until the
-  instance is to be reclaimed, then `{"action": "terminate", "time": "2026-12-02T03:04:05Z"}`
-  (two minutes ahead). IMDSv2's session token is asked for first (`PUT /latest/api/token`);
+  instance is to be reclaimed, then `{"action": "terminate", "time": "..."}` (two minutes
+  ahead). IMDSv2's session token is asked for first (`PUT /latest/api/token`);
   an endpoint that has no tokens (IMDSv1) is read without one.
 - GCP: `http://metadata.google.internal/computeMetadata/v1/instance/preempted` answers `TRUE`
   once the instance is being preempted (30 s ahead), with the header `Metadata-Flavor: Google`.
 
 The URL is `$RESWEEP_SPOT_NOTICE_URL` on the node (`cluster.yaml` sets AWS's on its spot
-workers), read every `$RESWEEP_SPOT_NOTICE_POLL_S` seconds (5); unset, nothing is asked. Standard library only: a trial actor imports it.
+workers), read every `$RESWEEP_SPOT_NOTICE_POLL_S` seconds (5); unset, nothing is
+asked. Standard library only: a trial actor imports it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ loss, and not against the retries, when:
 - its actor died and Ray says the node was preempted, or the node is dead, or the node's
   raylet no longer answers (Ray's own health check takes seconds to see that).
 
-An actor that died on a node that is still there (a segfault, the kernel's OOM killer) counts,
-as does any exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
+A trial that met a store away for longer than the store window (`StoreError`, transient) is
+not counted either: the driver ends the sweep then too, and `sweep resume` goes on. An actor
+that died on a node that is still there (a segfault, the kernel's OOM killer) counts, as does
+any other exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
 trial state, which `sweeps.rundir` reads); past MAX_NODE_LOSSES a trial's losses count as
 failures again, so that a trial that takes its node down with it cannot loop for ever.
 """
@@ -28,6 +30,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.tune.experiment import Trial
 
+from .storage import StoreError
 from .trial import NodeReclaimed
 
 MAX_NODE_LOSSES = 20
@@ -61,13 +64,23 @@ def _actor_node(actor_id: str | None) -> str | None:
         return None
 
 
+def _cause(exc: BaseException | None) -> Any:
+    if isinstance(exc, RayTaskError):
+        return exc.cause if exc.cause is not None else exc.as_instanceof_cause()
+    return exc
+
+
+def store_away(exc: BaseException | None) -> bool:
+    """Whether the failed try `exc` met a store that stayed away past the window."""
+    cause = _cause(exc)
+    return isinstance(cause, StoreError) and cause.transient
+
+
 def node_lost(exc: BaseException | None, trial: Any = None) -> bool:
     """Whether the failed try `exc` of `trial` was a node taken away rather than an error."""
-    cause: Any = exc
-    if isinstance(exc, RayTaskError):
-        cause = exc.cause if exc.cause is not None else exc.as_instanceof_cause()
-        if isinstance(cause, NodeReclaimed):
-            return True
+    cause = _cause(exc)
+    if isinstance(cause, NodeReclaimed):
+        return True
     if not isinstance(cause, RayActorError):
         return False
     if cause.preempted:
@@ -79,8 +92,9 @@ def node_lost(exc: BaseException | None, trial: Any = None) -> bool:
 
 
 @contextmanager
-def node_losses_not_counted() -> Iterator[None]:
-    """While in it, Tune's trials count node losses apart from their failures (see above)."""
+def only_the_trials_own_failures_counted() -> Iterator[None]:
+    """While in it, Tune's trials count node losses apart from their failures, and a store away
+    not at all (see above)."""
     counted = Trial.handle_error
 
     def handle_error(self, exc=None):
@@ -93,6 +107,8 @@ def node_losses_not_counted() -> Iterator[None]:
                 self.run_metadata.num_failures = failures
                 print(f"note: trial {self.trial_id} lost its node ({losses} so far); it goes on elsewhere from its "
                       f"newest checkpoint, not counted as a failure", flush=True)
+        elif store_away(exc):
+            self.run_metadata.num_failures = failures
 
     Trial.handle_error = handle_error
     try:

@@ -32,8 +32,8 @@ from .storage import absolute, list_folder, read_text_or_none, write_bytes
 # Columns of the trials table besides the sweep's metric (each trial's best value) and the
 # searched parameters. `epochs_trained`: epochs the trial trained, at most the plan's max_epochs.
 TRIAL_COLUMNS = ["trial_id", "trial_index", "status", "epochs_trained", "stopped_early", "failure", "diverged",
-                 "retries", "node_losses", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss", *COST, "time_s",
-                 "node", "checkpoint", "error"]
+                 "retries", "node_losses", "best_epoch", "last_val_acc", "last_val_loss", "test_acc", "test_loss",
+                 *COST, "time_s", "node", "checkpoint", "error"]
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,6 @@ from .notice import Notice, NoticeWatcher, notice_url
 from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
 from .storage import StoreError, delete, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
 
-# A trial waits this long at most for a store that is away to take an epoch's checkpoint, then
-# trains on and writes the next one (its newest checkpoint stays the one before).
-CHECKPOINT_WAIT_S = 30.0
-
 # Under a notice, a checkpoint that cannot be stored is tried until this long before the deadline.
 NOTICE_MARGIN_S = 10.0
 
@@ -103,9 +99,9 @@ class TrialFolder:
                 continue  # unreadable: the one before it (a store that stays away raises: never a fresh start)
         return None
 
-    def write(self, epoch: int, save: Callable[[Path], Path], wait: float = CHECKPOINT_WAIT_S) -> str:
+    def write(self, epoch: int, save: Callable[[Path], Path], wait: float | None = None) -> str:
         """Write the checkpoint of `epoch` here; returns its folder name. Behind a URI a store that
-        is away is waited for `wait` seconds at most (StoreError after)."""
+        is away is waited for `wait` seconds at most (the store window by default; StoreError after)."""
         name = checkpoint_name(epoch)
         target = join(self.path, name)
         if not is_uri(target):
@@ -113,7 +109,8 @@ class TrialFolder:
             return name
         with tempfile.TemporaryDirectory() as folder:
             file = save(Path(folder))
-            upload_file(file, join(target, CHECKPOINT_FILE), wait=min(wait, store_wait_s()))
+            window = store_wait_s()
+            upload_file(file, join(target, CHECKPOINT_FILE), wait=window if wait is None else min(wait, window))
         return name
 
     def prune(self, keep: set[int]) -> None:
@@ -175,20 +172,17 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
     def report(metrics: dict[str, Any], save: Callable[[Path], Path]) -> None:
         epoch = int(metrics["epoch"])
         history.append(dict(metrics))
+        # A store that is away is waited for (the store window): the trial never trains an epoch
+        # past its newest stored one, so a node lost during an outage costs one epoch, not the outage.
         notice = watcher.heard if watcher else None
-        wait = max(CHECKPOINT_WAIT_S, notice.seconds_left() - NOTICE_MARGIN_S) if notice else CHECKPOINT_WAIT_S
         try:
-            metrics[CHECKPOINT_KEY] = folder.write(epoch, save, wait=wait)
-        except StoreError as err:  # the store is away: train on; the next epoch writes its own
-            if not err.transient:
-                raise
-            if notice:
+            metrics[CHECKPOINT_KEY] = folder.write(
+                epoch, save, wait=max(1.0, notice.seconds_left() - NOTICE_MARGIN_S) if notice else None)
+        except StoreError as err:
+            if notice and err.transient:
                 raise NodeReclaimed(f"node {node_id[:8]} is taken back ({notice.action}) and epoch {epoch} could "
                                     f"not be stored ({err})") from None
-            print(f"warning: epoch {epoch}'s checkpoint was not stored ({err}); training goes on", flush=True)
-            metrics[CHECKPOINT_KEY] = None
-            send(metrics)
-            return
+            raise
         kept.add(epoch)
         keep = {epoch, best_epoch(history, sorted(kept), metric, mode) or epoch}
         try:

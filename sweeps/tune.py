@@ -36,7 +36,7 @@ from .plan import SweepPlan
 from .presets import PresetError, load_preset, optuna_distributions
 from .rundir import export_study, load_run
 from .progress import LiveProgress
-from .reclaim import node_losses_not_counted
+from .reclaim import only_the_trials_own_failures_counted
 from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
 from .storage import (StoreError, check_writable, current_outage, delete, exists, gone_too_long, is_uri,
                       list_folder)
@@ -271,12 +271,12 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        with node_losses_not_counted():
+        with only_the_trials_own_failures_counted():
             tuner.fit()  # no signal handler here: the summary's unfinished trials tell
         return False
     before = signal.getsignal(signal.SIGINT)
     try:
-        with node_losses_not_counted():
+        with only_the_trials_own_failures_counted():
             tuner.fit()
         return signal.getsignal(signal.SIGINT) is before
     finally:

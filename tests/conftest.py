@@ -130,6 +130,7 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
             (folder / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
         meta = {"trial_id": trial_id, "status": status, "relative_logdir": folder.name,
                 "experiment_tag": f"{index}_lr={params['lr']}", "config": params}
-        entries.append([json.dumps(meta), json.dumps({"num_failures": retries, "node_losses": NODE_LOSSES.get(trial_id, 0)})])
+        run_meta = {"num_failures": retries, "node_losses": NODE_LOSSES.get(trial_id, 0)}
+        entries.append([json.dumps(meta), json.dumps(run_meta)])
     (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
     return plan, root

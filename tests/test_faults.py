@@ -148,7 +148,8 @@ def test_a_spot_notice_drains_the_node_and_its_trial_moves_with_no_epoch_lost(tm
           f"reads {metadata.reads}")
     assert set(trials["status"]) == {"TERMINATED"} and (trials["epochs_trained"] == epochs).all()
     # drained as preempted: nothing new placed there, and once idle its raylet left by itself
-    assert node["DeathReason"] == NodeDeathInfo.AUTOSCALER_DRAIN_PREEMPTED and node["DeathReasonMessage"].startswith("cloud notice (terminate)"), node
+    assert node["DeathReason"] == NodeDeathInfo.AUTOSCALER_DRAIN_PREEMPTED, node
+    assert node["DeathReasonMessage"].startswith("cloud notice (terminate)"), node
     assert metadata.reads.get("head") and metadata.reads.get("spare"), "every node reads its own notice"
     assert not metadata.tokenless, "the notice is read with an IMDSv2 token"
     assert sorted(int(r["epoch"]) for r in trained) == list(range(1, epochs + 1)), \

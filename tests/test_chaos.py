@@ -1,0 +1,32 @@
+"""Chaos under load (tests/chaos.py): 24 trials, 4 at a time on autoscaled fake GPU workers, the
+S3 store away twice for 30-60 s and a worker node killed every 20-40 s, one of them during an
+outage. Every strike is survived with nothing lost."""
+
+import pytest
+
+from chaos import PRESET, run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_sweep_survives_node_kills_and_store_outages_under_load_with_nothing_lost(tmp_path):
+    figures = run_sweep(tmp_path, "chaos", seed=7, disturbed=True)
+    detail = figures["output"][-3000:]
+    assert figures["exit"] == 0, detail
+    assert figures["kills"] >= 2 and figures["kills_during_outages"] >= 1 and len(figures["outages"]) == 2, \
+        "the chaos struck as planned"
+    assert all(30 <= b - a for a, b in figures["outages"])
+    assert figures["trials"] == figures["planned"] == figures["trial_folders"] == PRESET["sweep"]["trials"], \
+        "no trial sampled anew"
+    assert figures["terminated"] == figures["trials"], detail
+    assert figures["missing"] == 0, "every epoch of every trial is in its results"
+    assert not figures["over"], f"trained again more than one epoch per node lost: {figures['over']}"
+    assert figures["retries"] == 0, "no strike used up a retry meant for the trial's own errors"
+    assert figures["node_losses"] >= 1
+    assert figures["report_exit"] == 0, figures["report"][-2000:]
+    assert f"0 retries, {figures['node_losses']} node losses" in figures["report_text"], "the report counts the moves"
+    # said once each, as resweep says it: the store away and back, each lost node; no traceback
+    assert "does not answer since" in figures["output"] and "answers again after" in figures["output"]
+    assert figures["output"].count("lost its node") == figures["node_losses"]
+    assert "Traceback" not in figures["output"], detail
+    assert not figures["survivors"], f"left running: {figures['survivors']}"
