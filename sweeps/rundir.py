@@ -190,10 +190,12 @@ class Run:
                        retries=int(trials["retries"].sum()), node_losses=int(trials["node_losses"].sum()))
 
 
-def load_run(run_path: str) -> Run:
-    """The plan, trials table and per-epoch history of a run folder."""
+def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
+    """The plan, trials table and per-epoch history of a run folder. `plan`: the run's own, where
+    the caller holds it (the driver): not read again, so that the store is not met as a first
+    contact (said at once) but waited for as every other read is."""
     run_path = absolute(run_path)
-    plan = SweepPlan.load(run_path)
+    plan = plan or SweepPlan.load(run_path)
     metric, mode, max_epochs = plan.metric, plan.mode, plan.max_epochs
     search_keys = list(plan.search)
     states = experiment_state(run_path)

@@ -36,8 +36,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from .layout import (CHECKPOINT_DIR, STATE_FILE, is_state_file, is_trial_folder, result_file, state_archive,
                      state_file, trial_folder, trial_folder_name)
-from .storage import (StoreError, delete, filesystem, gone_too_long, list_folder, note_failure, note_success,
-                      store_wait_s, write_bytes)
+from .storage import (StoreError, delete, filesystem, gone_too_long, is_uri, join, list_folder, note_failure,
+                      note_success, read_text_or_none, store_wait_s, upload_file, write_bytes)
 
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
 # Tune's path of a run inside its filesystem -> the run's path or URI, for the runs this driver drives
@@ -66,11 +66,11 @@ def _staging_files(trials) -> tuple[list[Path], str] | None:
     return files, RUN_PATHS.get(fs_path.rstrip("/"), fs_path)
 
 
-def write_archive(trials) -> bool:
+def write_archive(trials, wait: float = 0) -> bool:
     """Write the driver's current Tune state files as one archive in the run folder: renamed
-    into place on a disk, one object put behind a URI. A store that is away is tried once
-    (the next snapshot tries again), and a StoreError is raised only once it has been away
-    for longer than store_wait_s(): the driver's loop never waits on the store."""
+    into place on a disk, one object put behind a URI. A store that is away is tried for `wait`
+    seconds (by default once: the next snapshot tries again), and a StoreError is raised only
+    once it has been away for longer than store_wait_s(): the driver's loop never waits on the store."""
     found = _staging_files(trials)
     if not found or not found[0]:
         return False
@@ -81,7 +81,7 @@ def write_archive(trials) -> bool:
             tar.add(path, arcname=path.name, recursive=False)
     target = state_archive(run_path)
     try:
-        write_bytes(target, buffer.getvalue(), wait=0)
+        write_bytes(target, buffer.getvalue(), wait=wait)
         note_success(target)
     except StoreError as err:
         if not err.transient:
@@ -165,7 +165,30 @@ class ArchiveState(Callback):
         self._maybe_archive(trials)
 
     def on_experiment_end(self, trials, **info):
-        self._maybe_archive(trials, force=True)
+        """The sweep's last state is in the run folder before the driver summarizes and ends:
+        where the store was away at Tune's final copy, it is waited for (the store window) and
+        the driver's files are copied again."""
+        found = _staging_files(trials)
+        if found and found[0]:
+            files, run_path = found
+            newest = max((p for p in files if is_state_file(p.name)), key=lambda p: p.name, default=None)
+            if newest is not None and read_text_or_none(state_file(run_path, newest.name)) != newest.read_text():
+                copy_staging(Path(trials[0].storage.experiment_driver_staging_path), run_path)
+            write_archive(trials, wait=store_wait_s())
+
+
+def copy_staging(staging: Path, run_path: str) -> int:
+    """Copy every file of the driver's staging folder (Tune's state, each trial's result files)
+    to the run folder, waiting for a store that is away; returns how many."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    for path in files:
+        target = join(run_path, *path.relative_to(staging).parts)
+        if is_uri(run_path):
+            upload_file(path, target)
+        else:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            Path(target).write_bytes(path.read_bytes())
+    return len(files)
 
 
 def _stored_results(trial) -> list[dict]:

@@ -284,7 +284,7 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
 
 
 def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
-    run = load_run(plan.path)
+    run = load_run(plan.path, plan=plan)  # the store may be away: waited for, as through the sweep
     trials = run.trials
     export_study(run)
     counts = trials["status"].value_counts().to_dict() if not trials.empty else {}

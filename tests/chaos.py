@@ -95,10 +95,10 @@ def kill_node(raylet: int) -> int:
 
 def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.Random, chaos: Chaos,
            start: float, say=print, outages: int = 2, outage_s: tuple[float, float] = (30, 60),
-           kill_every_s: tuple[float, float] = (20, 40)) -> None:
-    """The chaos, until the driver ends: kills every `kill_every_s` at random, outages of
-    `outage_s` starting 25 s in and 40-70 s after the last one ended, and a kill 8-15 s into each."""
-    next_kill = start + rng.uniform(*kill_every_s)
+           kill_every_s: tuple[float, float] | None = (20, 40)) -> None:
+    """The chaos, until the driver ends: kills every `kill_every_s` at random (None: none), outages
+    of `outage_s` starting 25 s in and 40-70 s after the last one ended, and a kill 8-15 s into each."""
+    next_kill = start + rng.uniform(*kill_every_s) if kill_every_s else float("inf")
     next_outage = start + 25.0
     down_since = outage_ends = kill_in_outage = None
     while driver.process.poll() is None:
@@ -106,7 +106,8 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
         if outage_ends is None and len(chaos.outages) < outages and now >= next_outage:
             length = rng.uniform(*outage_s)
             proxy.down()
-            down_since, outage_ends, kill_in_outage = now, now + length, now + rng.uniform(8, 15)
+            down_since, outage_ends = now, now + length
+            kill_in_outage = now + rng.uniform(8, 15) if kill_every_s else None
             say(f"  [{now - start:5.1f} s] store away for {length:.0f} s")
         if outage_ends is not None and now >= outage_ends:
             proxy.up()
@@ -131,8 +132,9 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
         chaos.outages.append((down_since - start, time.monotonic() - start))
 
 
-def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print) -> dict[str, Any]:
-    """One sweep on a fresh cluster and store; with `disturbed`, under the chaos above."""
+def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print, **chaos_args: Any) -> dict[str, Any]:
+    """One sweep on a fresh cluster and store; with `disturbed`, under the chaos above (`strike`'s
+    settings from `chaos_args`)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "chaos.yaml").write_text(yaml.safe_dump(PRESET))
     s3 = S3Server(root / "s3").start()
@@ -148,9 +150,10 @@ def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print) -> d
         driver = Driver(cli("sweeps", "run", str(root / "chaos.yaml"), "--storage", storage, "--name", name,
                             "--seed", str(seed)), cluster.env(), root)
         if disturbed:
-            strike(cluster, proxy, driver, random.Random(seed), chaos, start, say)
+            strike(cluster, proxy, driver, random.Random(seed), chaos, start, say, **chaos_args)
         code = driver.process.wait(1800)
         driver.reader.join(5)
+        (root / "driver.log").write_text("".join(f"{t - start:7.1f} {line}\n" for t, line in driver.lines))
         wall = time.monotonic() - start
         report = subprocess.run(cli("analysis", "report", run, "--gradcam-samples", "0", "--out",
                                     str(root / "report")), env=cluster.env(), cwd=root, capture_output=True,
@@ -165,7 +168,8 @@ def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print) -> d
         f"{figures['terminated']} TERMINATED, {figures['retries']} retries, {figures['node_losses']} node losses; "
         f"{len(chaos.kills)} nodes killed ({chaos.kills_during_outages()} during an outage), "
         f"{len(chaos.outages)} outages ({', '.join(f'{b - a:.0f} s' for a, b in chaos.outages) or 'none'}); "
-        f"epochs re-trained {figures['retrained']}, missing {figures['missing']}; report exit {report.returncode}")
+        f"epochs re-trained {figures['retrained']}, missing {figures['missing']} {figures['missing_epochs'] or ''}, "
+        f"in the results only as replayed {figures['replay_only']}; report exit {report.returncode}")
     return figures
 
 
@@ -181,20 +185,27 @@ def measure(run: str, code: int, wall: float, chaos: Chaos, driver: Driver,
 
     loaded = load_run(run)
     trials, states = loaded.trials, experiment_state(run)
-    retrained, over, missing = 0, [], 0
+    retrained, over, missing, replay_only = 0, [], {}, 0
     for _, trial in trials.iterrows():
-        rows = read_results(trial_folder(run, states[trial["trial_id"]]["folder"]), keep_repeats=True)
-        trained = [int(r["epoch"]) for r in rows if not r.get("replayed") and not r.get("failure")]
+        rows = [r for r in read_results(trial_folder(run, states[trial["trial_id"]]["folder"]), keep_repeats=True)
+                if not r.get("failure")]
+        trained = [int(r["epoch"]) for r in rows if not r.get("replayed")]
         again = len(trained) - len(set(trained))
         retrained += again
-        missing += len(set(range(1, int(trial["epochs_trained"]) + 1)) - set(trained))
+        expected = set(range(1, int(trial["epochs_trained"]) + 1))
+        lost = expected - {int(r["epoch"]) for r in rows}
+        if lost:
+            missing[trial["trial_id"]] = sorted(lost)
+        # stored with its checkpoint, its first report lost with the node: in the results as replayed
+        replay_only += len(expected - set(trained) - lost)
         if again > int(trial["node_losses"]):  # at most one epoch trained again per node it lost
             over.append(trial["trial_id"])
     return {"exit": code, "wall_s": wall, "planned": loaded.plan.trials, "trials": len(trials),
             "trial_folders": sum(1 for n, is_dir in list_folder(run) if is_dir and is_trial_folder(n)),
             "terminated": int((trials["status"] == "TERMINATED").sum()), "retries": int(trials["retries"].sum()),
             "node_losses": int(trials["node_losses"].sum()), "retrained": retrained, "over": over,
-            "missing": missing, "epochs": int(trials["epochs_trained"].sum()), "kills": len(chaos.kills),
+            "missing": sum(len(v) for v in missing.values()), "missing_epochs": missing,
+            "replay_only": replay_only, "epochs": int(trials["epochs_trained"].sum()), "kills": len(chaos.kills),
             "kills_during_outages": chaos.kills_during_outages(), "outages": list(chaos.outages),
             "report_exit": report.returncode, "report": report.stdout + report.stderr,
             "report_text": text_or_empty(Path(report_dir) / "report.md"),
@@ -205,8 +216,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="sweeps under chaos (after one undisturbed)")
     parser.add_argument("--keep", type=Path, default=None, help="folder for the logs and reports (default: temp)")
+    parser.add_argument("--long-outage", type=float, default=None, metavar="S",
+                        help="instead: one sweep through a single store outage of S seconds, no node killed")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="resweep-chaos-"))
+    if args.long_outage:
+        long = run_sweep(root / "long", "long", seed=1, disturbed=True, outages=1,
+                         outage_s=(args.long_outage, args.long_outage), kill_every_s=None)
+        sys.exit(0 if long["exit"] == 0 and long["terminated"] == long["planned"] and not long["missing"] else 1)
     calm = run_sweep(root / "calm", "calm", seed=0, disturbed=False)
     runs = [run_sweep(root / f"run-{i}", f"chaos-{i}", seed=i, disturbed=True) for i in range(1, args.runs + 1)]
     clean = sum(r["exit"] == 0 and r["terminated"] == r["trials"] == r["planned"] == r["trial_folders"]

@@ -1,9 +1,12 @@
 """Every benchmark script still runs, at smoke sizes, and ends with its `ratio=` line.
-Nothing here is timed: the figures come from full-size runs (benchmarks/BENCHMARKS.md)."""
+Nothing here is timed: the figures come from full-size runs (benchmarks/BENCHMARKS.md). The
+scripts run two at a time, started together by the first test that asks: most of a smoke run
+is Ray starting and Tune waiting, not computing."""
 
 import math
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,15 +30,33 @@ SMOKE = {
     "search_settings.py": ["--seeds", "2", "--trials", "8"],
 }
 
+LONGEST = ["peers.py", "orchestration.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
+           "storage_sync.py"]  # each a minute or so at smoke size: real sweeps on Ray
+
 
 def test_every_benchmark_script_has_a_smoke_size():
     assert sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")) == sorted(SMOKE)
 
 
+def _smoke_run(script: str, folder: Path) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]], cwd=folder,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory) -> dict[str, Future]:
+    root = tmp_path_factory.mktemp("benchmarks")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # the longest first, so that the two lanes end together
+        order = sorted(SMOKE, key=lambda script: (script not in LONGEST, LONGEST.index(script)
+                                                   if script in LONGEST else 0))
+        yield {script: pool.submit(_smoke_run, script, root / script.removesuffix(".py")) for script in order}
+
+
 @pytest.mark.parametrize("script", sorted(SMOKE))
-def test_benchmark_runs_and_ends_with_its_ratio(script, tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=600)
+def test_benchmark_runs_and_ends_with_its_ratio(script, smoke_runs):
+    out = smoke_runs[script].result()
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-1].startswith("ratio="), out.stdout[-2000:]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_sweep_survives_node_kills_and_store_outages_under_load_with_nothing_lost(tmp_path):
-    figures = run_sweep(tmp_path, "chaos", seed=7, disturbed=True)
+    figures = run_sweep(tmp_path, "chaos", seed=7, disturbed=True, outage_s=(30, 40))  # make chaos: 30-60 s
     detail = figures["output"][-3000:]
     assert figures["exit"] == 0, detail
     assert figures["kills"] >= 2 and figures["kills_during_outages"] >= 1 and len(figures["outages"]) == 2, \

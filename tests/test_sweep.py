@@ -249,13 +249,13 @@ def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_pla
                                                                                             'without-archive"'))
         next(folder.glob("experiment_state-*.json")).write_text(older)
     # from the files alone: short of the plan, or never done (the searcher holds the lost trial's
-    # place); a process of its own, ended with everything it started after a minute
+    # place); a process of its own, ended with everything it started after 30 s
     from sweeps.localcluster import Session
 
     short = Session([str(Path(sys.executable).parent / "sweep"), "resume", str(torn), "--local"], dict(os.environ),
                     tmp_path / "torn.log")
     try:
-        short.process.wait(60)
+        short.process.wait(30)
     except subprocess.TimeoutExpired:
         pass
     finally:
