@@ -17,11 +17,6 @@ that died on a node that is still there (a segfault, the kernel's OOM killer) co
 any other exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
 trial state, which `sweeps.rundir` reads); past MAX_NODE_LOSSES a trial's losses count as
 failures again, so that a trial that takes its node down with it cannot loop for ever.
-
-One loss can reach the driver twice (the trial's task and its actor both fail): the second
-finds the trial already waiting to start again (PENDING), where Tune would mark it ERROR
-outright. A failure that is not the trial's, of a trial that waits to start again, is that
-second report, and is let go (seen in chaos runs: a trial ERROR with no retry spent).
 """
 
 from __future__ import annotations
@@ -33,7 +28,6 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
-from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experiment import Trial
 
 from .storage import StoreError
@@ -116,15 +110,8 @@ def only_the_trials_own_failures_counted() -> Iterator[None]:
         elif store_away(exc):
             self.run_metadata.num_failures = failures
 
-    process = TuneController._process_trial_failure
-
-    def process_failure(self, trial, exception):
-        if trial.status == Trial.PENDING and (node_lost(exception, trial) or store_away(exception)):
-            return  # the second report of one loss: the trial already waits for its next start
-        return process(self, trial, exception)
-
-    Trial.handle_error, TuneController._process_trial_failure = handle_error, process_failure
+    Trial.handle_error = handle_error
     try:
         yield
     finally:
-        Trial.handle_error, TuneController._process_trial_failure = counted, process
+        Trial.handle_error = counted

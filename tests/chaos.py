@@ -97,7 +97,7 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
            start: float, say=print, outages: int = 2, outage_s: tuple[float, float] = (30, 60),
            kill_every_s: tuple[float, float] | None = (20, 40)) -> None:
     """The chaos, until the driver ends: kills every `kill_every_s` at random (None: none), outages
-    of `outage_s` starting 25 s in and 15-30 s after the last one ended, and a kill 8-15 s into each."""
+    of `outage_s` starting 25 s in and 40-70 s after the last one ended, and a kill 8-15 s into each."""
     next_kill = start + rng.uniform(*kill_every_s) if kill_every_s else float("inf")
     next_outage = start + 25.0
     down_since = outage_ends = kill_in_outage = None
@@ -113,7 +113,7 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
             proxy.up()
             chaos.outages.append((down_since - start, now - start))
             say(f"  [{now - start:5.1f} s] store back")
-            outage_ends, next_outage = None, now + rng.uniform(15, 30)
+            outage_ends, next_outage = None, now + rng.uniform(40, 70)
         in_outage_kill = kill_in_outage is not None and now >= kill_in_outage
         if now >= next_kill or in_outage_kill:
             nodes = worker_raylets(cluster)

@@ -1,6 +1,6 @@
 """Every benchmark script still runs, at smoke sizes, and ends with its `ratio=` line.
 Nothing here is timed: the figures come from full-size runs (benchmarks/BENCHMARKS.md). The
-scripts run LANES at a time, started together by the first test that asks: most of a smoke run
+scripts run two at a time, started together by the first test that asks: most of a smoke run
 is Ray starting and Tune waiting, not computing."""
 
 import math
@@ -30,7 +30,6 @@ SMOKE = {
     "search_settings.py": ["--seeds", "2", "--trials", "8"],
 }
 
-LANES = 3  # on 2 cores: a smoke run waits on Ray's start and Tune's loop more than it computes
 LONGEST = ["peers.py", "orchestration.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
            "storage_sync.py"]  # each a minute or so at smoke size: real sweeps on Ray
 
@@ -48,7 +47,7 @@ def _smoke_run(script: str, folder: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory) -> dict[str, Future]:
     root = tmp_path_factory.mktemp("benchmarks")
-    with ThreadPoolExecutor(max_workers=LANES) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         # the longest first, so that the two lanes end together
         order = sorted(SMOKE, key=lambda script: (script not in LONGEST, LONGEST.index(script)
                                                    if script in LONGEST else 0))
