@@ -161,9 +161,6 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
               f"this trial stores the epoch it is in and moves", flush=True)
         drain_node(node_id, notice)
 
-    url = notice_url()
-    watcher = NoticeWatcher(url, on_notice=heard).start() if url else None
-
     kept = set(folder.epochs())
     for row in history:  # the epochs this trial trained before: Tune and the result files see them again
         send({**row, CHECKPOINT_KEY: checkpoint_name(int(row["epoch"])) if int(row["epoch"]) in kept else None,
@@ -196,6 +193,8 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
             raise NodeReclaimed(f"node {node_id[:8]} is taken back ({notice.action}, notice from {notice.source}); "
                                 f"epoch {epoch} is stored")
 
+    url = notice_url()
+    watcher = NoticeWatcher(url, on_notice=heard).start() if url else None  # stopped below, whatever happens
     try:
         train(config, report=report, resume_from=state, data=_DATA[key])
     except TrialHalted as err:
