@@ -17,6 +17,13 @@ that died on a node that is still there (a segfault, the kernel's OOM killer) co
 any other exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
 trial state, which `sweeps.rundir` reads); past MAX_NODE_LOSSES a trial's losses count as
 failures again, so that a trial that takes its node down with it cannot loop for ever.
+
+One loss Tune does not recover by itself: a trial that waits to start (PENDING) is given a
+cached actor of a trial that ended (`reuse_actors`), and that actor's node is gone before
+the trial's `reset` reaches it. Tune marks such a trial ERROR outright, counted or not, and
+keeps it among its resetting trials, so even a trial set back to PENDING would wait for that
+reset for ever. Here the trial is taken out of that set and run through the recovery of a
+started trial: the dead actor is removed and the trial waits for a new one.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experiment import Trial
 
 from .storage import StoreError
@@ -91,6 +99,17 @@ def node_lost(exc: BaseException | None, trial: Any = None) -> bool:
     return node_gone(node_id)
 
 
+def _stale(trial: Any, exc: BaseException | None) -> bool:
+    """Whether `exc` reports the death of an actor `trial` no longer has (one loss reaches the
+    driver twice, as the failed task and as the dead actor)."""
+    cause = _cause(exc)
+    dead = getattr(cause, "actor_id", None) if isinstance(cause, RayActorError) else None
+    if not dead:
+        return False
+    actor = trial.temporary_state.ray_actor
+    return actor is None or actor._actor_id.hex() != dead
+
+
 @contextmanager
 def only_the_trials_own_failures_counted() -> Iterator[None]:
     """While in it, Tune's trials count node losses apart from their failures, and a store away
@@ -110,8 +129,21 @@ def only_the_trials_own_failures_counted() -> Iterator[None]:
         elif store_away(exc):
             self.run_metadata.num_failures = failures
 
-    Trial.handle_error = handle_error
+    recover = TuneController._process_trial_failure
+
+    def process_failure(self, trial, exception):
+        if node_lost(exception, trial) or store_away(exception):
+            if _stale(trial, exception):
+                return  # a second report of a loss already handled: the trial waits for its next start
+            self._resetting_trials.discard(trial)  # a reset that never came back
+            if trial.status == Trial.PENDING:  # the cached actor it was given is gone
+                if trial in self._staged_trials:
+                    self._unstage_trial_with_resources(trial)
+                self._set_trial_status(trial, Trial.RUNNING)  # as Tune's `_actor_failed` does for a new actor
+        return recover(self, trial, exception)
+
+    Trial.handle_error, TuneController._process_trial_failure = handle_error, process_failure
     try:
         yield
     finally:
-        Trial.handle_error = counted
+        Trial.handle_error, TuneController._process_trial_failure = counted, recover

@@ -94,6 +94,75 @@ def test_a_spot_notice_drains_the_node_and_its_trial_moves_with_no_epoch_lost(tm
     assert trials.loc[noticed["trial"], "node_losses"] >= 1 and int(trials["retries"].sum()) == 0
 
 
+@pytest.mark.slow
+def test_a_reused_actor_whose_node_is_lost_before_its_reset_moves_the_waiting_trial_elsewhere(tmp_path):
+    """A trial waiting to start is given the cached actor of a trial that ended, and that actor's
+    node dies as the trial's reset reaches it (its raylet SIGKILLed, as a reclaim looks). Tune
+    alone marks the waiting trial ERROR with no retry spent (seen in a chaos run); here it starts
+    again on the other node, and the loss counts as a node loss, not a failure."""
+    import os
+    import signal
+
+    import ray
+    from ray import tune
+    from ray.cluster_utils import Cluster
+
+    from sweeps.reclaim import only_the_trials_own_failures_counted
+
+    marker = tmp_path / "struck"
+
+    class Reused(tune.Trainable):  # pickled by value: it lives in this test only
+        def setup(self, config):
+            self.steps = 0
+
+        def step(self):
+            self.steps += 1
+            return {"steps": self.steps, "node_id": ray.get_runtime_context().get_node_id()}
+
+        def save_checkpoint(self, checkpoint_dir):
+            Path(checkpoint_dir, "steps").write_text(str(self.steps))
+
+        def load_checkpoint(self, checkpoint_dir):
+            self.steps = int(Path(checkpoint_dir, "steps").read_text())
+
+        def reset_config(self, new_config):
+            if not marker.exists():  # the first reset only: strike this actor's node
+                raylet = os.getppid()
+                with open(f"/proc/{raylet}/cmdline", "rb") as f:
+                    name = f.read().split(b"\0")[0]
+                marker.write_text(f"{raylet} {name.decode()}")
+                os.kill(raylet, signal.SIGKILL)
+                os._exit(1)
+            self.steps = 0
+            return True
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray.init(address=cluster.address)
+        with only_the_trials_own_failures_counted():
+            tuner = tune.Tuner(Reused, param_space={"x": tune.grid_search([1, 2, 3, 4])},
+                               tune_config=tune.TuneConfig(reuse_actors=True),  # 2 at a time: 2 CPUs
+                               run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), stop={"steps": 2},
+                                                         failure_config=tune.FailureConfig(max_failures=0),
+                                                         verbose=0))
+            results = tuner.fit()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert marker.exists(), "no actor was reused, so nothing was struck"
+    assert "raylet" in marker.read_text(), marker.read_text()
+    trials = [r.metrics for r in results]
+    losses = [getattr(t.run_metadata, "node_losses", 0) for t in tuner._local_tuner._experiment_analysis.trials] \
+        if hasattr(tuner, "_local_tuner") else None
+    print(f"struck {marker.read_text()}; errors {results.num_errors}; node losses {losses}; "
+          f"nodes {[t.get('node_id', '')[:8] for t in trials]}")
+    assert results.num_errors == 0, [r.error for r in results if r.error]
+    assert [t["steps"] for t in trials] == [2, 2, 2, 2]
+
+
 def test_the_cloud_notice_is_read_as_aws_and_gcp_give_it_and_a_silent_service_is_none():
     from fakemetadata import FakeMetadata
     from sweeps.notice import NoticeWatcher, read_notice
