@@ -24,6 +24,12 @@ the trial's `reset` reaches it. Tune marks such a trial ERROR outright, counted 
 keeps it among its resetting trials, so even a trial set back to PENDING would wait for that
 reset for ever. Here the trial is taken out of that set and run through the recovery of a
 started trial: the dead actor is removed and the trial waits for a new one.
+
+And one loss reaches the driver twice, as the dead actor and as the failed task, in either
+order. The report that comes to a trial already waiting to start again is let go (`_stale`);
+the task failure of a RUNNING trial whose dead actor Tune has already let go is the one that
+sends it elsewhere, and is never dropped (a trial left RUNNING with no actor stalls the sweep:
+seen in chaos runs, the sweep waiting for ever with no resources requested).
 """
 
 from __future__ import annotations
@@ -99,15 +105,18 @@ def node_lost(exc: BaseException | None, trial: Any = None) -> bool:
     return node_gone(node_id)
 
 
-def _stale(trial: Any, exc: BaseException | None) -> bool:
-    """Whether `exc` reports the death of an actor `trial` no longer has (one loss reaches the
-    driver twice, as the failed task and as the dead actor)."""
+def _stale(controller: Any, trial: Any, exc: BaseException | None) -> bool:
+    """Whether `exc` is a second report of a loss already handled: one loss reaches the driver
+    twice, as the failed task and as the dead actor. A trial already waiting to start again
+    (PENDING, no reset under way), or one that has another actor by now, has heard it. (A
+    RUNNING trial whose actor Tune has already let go has not: its task's failure is the one
+    report that sends it elsewhere.)"""
+    if trial.status == Trial.PENDING and trial not in controller._resetting_trials:
+        return True
     cause = _cause(exc)
     dead = getattr(cause, "actor_id", None) if isinstance(cause, RayActorError) else None
-    if not dead:
-        return False
     actor = trial.temporary_state.ray_actor
-    return actor is None or actor._actor_id.hex() != dead
+    return bool(dead) and actor is not None and actor._actor_id.hex() != dead
 
 
 @contextmanager
@@ -133,7 +142,7 @@ def only_the_trials_own_failures_counted() -> Iterator[None]:
 
     def process_failure(self, trial, exception):
         if node_lost(exception, trial) or store_away(exception):
-            if _stale(trial, exception):
+            if _stale(self, trial, exception):
                 return  # a second report of a loss already handled: the trial waits for its next start
             self._resetting_trials.discard(trial)  # a reset that never came back
             if trial.status == Trial.PENDING:  # the cached actor it was given is gone
