@@ -26,7 +26,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
 cluster-demo: install
-	$(BIN)/python -m sweeps.localcluster
+	$(BIN)/python -m tools.localcluster
 
 # RUNS sweeps of 24 trials under node kills and store outages, after one undisturbed: the
 # figures of docs/RELIABILITY.md (about 5 minutes a run on 2 cores)

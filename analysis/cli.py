@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from sweeps.errors import OneLineErrors, show_warnings, user_errors
+from sweeps.console import OneLineErrors, show_warnings, user_errors
 
 app = typer.Typer(help="Read a sweep's run folder: tables, curves, Grad-CAM, the markdown report.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,15 +22,15 @@ def main() -> None:
 
 
 RunPath = Annotated[str, typer.Argument(help="Run folder (or s3:// / gs:// URI) that `sweep run` printed.")]
-DataDirOption = Annotated[Optional[Path], typer.Option(
+DataDirOption = Annotated[Path | None, typer.Option(
     "--data-dir", help="Where the data set is on this machine, if not where the trials read it.")]
 
 
 @app.command()
 def table(run_path: RunPath,
-          top: Annotated[Optional[int], typer.Option(help="Only the K best trials.")] = None,
+          top: Annotated[int | None, typer.Option(help="Only the K best trials.")] = None,
           fmt: Annotated[str, typer.Option("--format", help="md (markdown) or csv.")] = "md",
-          out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write to this file, not stdout.")] = None
+          out: Annotated[Path | None, typer.Option("-o", "--out", help="Write to this file, not stdout.")] = None
           ) -> None:
     """A row per trial: id, status, epochs trained, best metric, and its parameters."""
     from .output import OutputError, check_output_file
@@ -51,7 +51,7 @@ def table(run_path: RunPath,
 
 @app.command()
 def report(run_path: RunPath,
-           out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Folder of report.md and its images "
+           out: Annotated[Path | None, typer.Option("-o", "--out", help="Folder of report.md and its images "
                                                                           "(default RUN_PATH/report, or "
                                                                           "./reports/NAME for a URI).")] = None,
            top: Annotated[int, typer.Option(help="Trials in the table and the learning curves.")] = 5,
@@ -73,29 +73,29 @@ def curves(run_path: RunPath,
     """Learning curves (train/val loss and accuracy) of the best trials, as one PNG."""
     from . import plots
     from .output import OutputError, check_output_file
-    from .results import load_run, ranked
+    from .results import load_run
 
     with user_errors((OutputError,)):
         check_output_file(out, "--out")
         run = load_run(run_path)
         if run.history.empty:
             raise typer.BadParameter(f"{run_path}: no trial has reported an epoch yet")
-        path = plots.learning_curves(run.history, list(ranked(run).head(top)["trial_id"]), out)
+        path = plots.learning_curves(run.history, list(run.ranked().head(top)["trial_id"]), out)
     typer.echo(f"curves: {path}")
 
 
 @app.command()
 def gradcam(run_path: RunPath,
             out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the PNG files.")],
-            trial: Annotated[Optional[str], typer.Option(help="Trial id (default: the best).")] = None,
+            trial: Annotated[str | None, typer.Option(help="Trial id (default: the best).")] = None,
             images: Annotated[int, typer.Option(help="Test images per figure.")] = 4,
             data_dir: DataDirOption = None) -> None:
     """Grad-CAM maps of a trial's best checkpoint on test images."""
     import torch
 
-    from .report import ReportError, best_trial, confident_errors, evaluate_checkpoint, gradcam_section
     from .gradcam import denormalise
     from .output import OutputError, check_output_folder
+    from .report import ReportError, best_trial, confident_errors, evaluate_checkpoint, gradcam_section
     from .results import load_run
 
     with user_errors((ReportError, OutputError)):
@@ -121,13 +121,13 @@ def export(run_path: RunPath,
            out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the model, meta.json and MODEL.md.")],
            fmt: Annotated[str, typer.Option("--format", help="torchscript (needs torch) or onnx (needs "
                                                              "onnxruntime; the onnx extra).")] = "torchscript",
-           trial: Annotated[Optional[str], typer.Option(help="Trial id (default: the best that fits the limits).")]
+           trial: Annotated[str | None, typer.Option(help="Trial id (default: the best that fits the limits).")]
            = None,
-           max_latency_ms: Annotated[Optional[float], typer.Option(
+           max_latency_ms: Annotated[float | None, typer.Option(
                help="The best trial whose inference at batch 1 took at most this many ms.")] = None,
-           max_params: Annotated[Optional[float], typer.Option(
+           max_params: Annotated[float | None, typer.Option(
                help="The best trial with at most this many parameters.")] = None,
-           mlflow: Annotated[Optional[str], typer.Option(
+           mlflow: Annotated[str | None, typer.Option(
                help="Also log it as an MLflow model to this tracking URI (needs the mlflow extra).")] = None,
            data_dir: DataDirOption = None) -> None:
     """Export a trial's model with its preprocessing, checked against PyTorch on the test split."""

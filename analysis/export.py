@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeps.storage import local_folder
+from sweeps.runfolder.storage import local_folder
 from trainer.augment import storage_size
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
@@ -33,7 +33,7 @@ from trainer.errors import DataError
 from trainer.loop import load_model
 
 from .output import check_output_folder, replaced_folder
-from .results import Run, load_run, ranked
+from .results import Run, load_run
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 META_FILE = "meta.json"
@@ -81,8 +81,7 @@ class Loaded:
 def choose_trial(run: Run, trial: str | None = None, max_latency_ms: float | None = None,
                  max_params: float | None = None) -> pd.Series:
     """The named trial, else the best one (by the sweep's metric) whose cost fits the limits."""
-    kept = ranked(run)
-    kept = kept[(kept["checkpoint"] != "") & (kept["failure"] == "")]
+    kept = run.with_models()
     if trial is not None:
         rows = run.trials[run.trials["trial_id"] == trial]
         if rows.empty:

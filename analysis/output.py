@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweeps.layout import REPORT_DIR, enclosing_run
+from sweeps.runfolder.layout import REPORT_DIR, enclosing_run
 
 
 class OutputError(RuntimeError):

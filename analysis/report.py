@@ -15,18 +15,19 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sweeps.presets import optuna_distributions
-from sweeps.layout import CHECKPOINT_DIR, REPORT_FILE, report_folder
-from sweeps.storage import is_uri, join, list_folder, local_folder, split_name
+from sweeps.runfolder.layout import CHECKPOINT_DIR, REPORT_FILE, report_folder
+from sweeps.runfolder.storage import is_uri, join, list_folder, local_folder, split_name
+from sweeps.search import optuna_distributions
 from trainer.checkpoint import load_checkpoint
 from trainer.config import ConfigError
 from trainer.datasets import load_data
 from trainer.errors import CheckpointError, DataError, TrainerError
 from trainer.loop import eval_loader, load_model, predict
+from trainer.metrics import direction, sign
 
 from . import gradcam, plots
 from .output import check_output_folder, replaced_folder
-from .results import Run, load_run, ranked
+from .results import Run, load_run
 
 
 class ReportError(RuntimeError):
@@ -59,10 +60,7 @@ class TestEvaluation:
 
 
 def best_trial(run: Run) -> pd.Series | None:
-    candidates = ranked(run)
-    candidates = candidates[(candidates["checkpoint"] != "") & (candidates["failure"] == "")]  # a failed
-    # trial's value can be its best epoch's, before it diverged: ranked, never chosen
-    return None if candidates.empty else candidates.iloc[0]
+    return run.best(with_model=True)
 
 
 def evaluate_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | None = None) -> TestEvaluation:
@@ -126,7 +124,7 @@ def param_importances(run: Run) -> dict[str, float]:
     if len(trials) < 3 or not run.search_keys:
         return {}
     distributions = optuna_distributions(run.plan.search)
-    study = optuna.create_study(direction="maximize" if run.mode == "max" else "minimize")
+    study = optuna.create_study(direction=direction(run.mode))
     for _, row in trials.iterrows():
         params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
@@ -284,7 +282,7 @@ def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradc
     check_output_folder(target, "--out")
     best, cost = best_trial(run), Cost.of(run)
     bought = compute_bought(run, cost.hours_full)
-    top_trials = ranked(run).head(top)
+    top_trials = run.ranked().head(top)
     with replaced_folder(target) as out:  # written whole in a folder beside it, then moved into place
         lines = [*summary_section(run, best, cost, bought),
                  *_warm_start_section(run),
@@ -344,7 +342,7 @@ def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
 def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
     """The trials no other trial beats on every objective at once (at least as good on all,
     better on one), in the order given."""
-    signs = np.array([1.0 if mode == "max" else -1.0 for mode in objectives.values()])
+    signs = np.array([sign(mode) for mode in objectives.values()])
     values = trials[list(objectives)].to_numpy(float) * signs  # larger is better on every column
     on_front = [not any((other >= mine).all() and (other > mine).any() for other in values) for mine in values]
     return trials[on_front]
@@ -376,7 +374,7 @@ def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | N
     history, metric = run.history, run.metric
     if history.empty:
         return []
-    colours = plots.trial_colours(list(ranked(run)["trial_id"]))  # one colour per trial in every picture
+    colours = plots.trial_colours(list(run.ranked()["trial_id"]))  # one colour per trial in every picture
     plots.learning_curves(history, list(top_trials["trial_id"]), out / "curves_top.png", colours)
     plots.asha_picture(history, run.trials, metric, out / "asha.png", colours)
     lines = ["## Learning curves", "",

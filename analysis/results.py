@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sweeps.rundir import Run, load_run
+from sweeps.runfolder.run import Run, load_run
 from trainer.metrics import COST
 
-__all__ = ["Run", "load_run", "results_table", "ranked"]
-
-
-def ranked(run: Run) -> pd.DataFrame:
-    """Trials best first by the sweep's metric; trials without a value last."""
-    return run.trials.sort_values(run.metric, ascending=run.mode == "min", na_position="last", kind="stable")
+__all__ = ["Run", "load_run", "results_table"]
 
 
 def results_table(run_path: str, top: int | None = None) -> pd.DataFrame:
     """The trials table as `analysis table` prints it, best first."""
     run = load_run(run_path)
-    frame = ranked(run)
+    frame = run.ranked()
     if top:
         frame = frame.head(top)
     columns = ["trial_id", "status", "epochs_trained", run.metric, "stopped_early", "failure", "retries", "node_losses",

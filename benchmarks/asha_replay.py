@@ -1,6 +1,6 @@
 """ASHA's settings chosen from evidence: ASHA replayed over the recorded curves of trials that
 all trained to the end, for many random draws and orders of them, for several (grace period,
-reduction factor) pairs, in seconds and without training (sweeps/replay.py).
+reduction factor) pairs, in seconds and without training (sweeps/sim/asha.py).
 
 For each pair it prints the share of FIFO's epochs ASHA trains (median, 10th and 90th
 percentiles) and how often the best value ASHA saw is within 0.5 points of FIFO's best on
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.replay import Curve, many_orders  # noqa: E402
+from sweeps.sim.asha import Curve, many_orders  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [(1, 2), (1, 3), (1, 4), (1, 8), (2, 2), (2, 3), (2, 4), (3, 2)]
@@ -32,13 +32,13 @@ PAIRS = [(1, 2), (1, 3), (1, 4), (1, 8), (2, 2), (2, 3), (2, 4), (3, 2)]
 
 def curves_of_run(run_path: str, metric: str) -> tuple[list[Curve], dict]:
     from sweeps.presets import load_preset
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     run = load_run(run_path)
     max_epochs = run.max_epochs
     preset = load_preset(run.plan.preset_path)
     curves = []
-    for trial_id, rows in run.history.groupby("trial_id"):
+    for _, rows in run.history.groupby("trial_id"):
         rows = rows.sort_values("epoch")
         if len(rows) == max_epochs:  # trained to the end
             curves.append(Curve([float(v) for v in rows[metric]], [float(v) for v in rows["epoch_time_s"]]))
@@ -50,7 +50,7 @@ def curves_of_run(run_path: str, metric: str) -> tuple[list[Curve], dict]:
 
 def real_shares(run_paths: list[str]) -> list[tuple[str, float, int, float]]:
     """(run, share of FIFO's epochs, grace period, reduction factor) of real ASHA sweeps."""
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     shares = []
     for path in run_paths:
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"{'grace':>6}{'rf':>4}{'rungs':>15}{'median share':>14}{'p10':>7}{'p90':>7}{'best within 0.5 pt':>20}"
           f"{'trials stopped':>16}")
     results = {}
-    from sweeps.replay import rungs
+    from sweeps.sim.asha import rungs
 
     for grace, rf in PAIRS:
         if grace > meta["max_epochs"]:

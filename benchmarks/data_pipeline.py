@@ -45,7 +45,7 @@ def write_jpegs(root: Path, count: int, size: tuple[int, int], classes: int = 5)
 def one_pass(loader, device: torch.device) -> float:
     """Images per second of one pass over `loader` (its batches landed on `device`)."""
     seen, start = 0, time.perf_counter()
-    for images, labels in loader:
+    for _images, labels in loader:
         seen += len(labels)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -16,15 +16,17 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.report import pareto_front  # noqa: E402
-from sweeps.plan import SweepPlan  # noqa: E402
+from sweeps.engine.driver import run_sweep  # noqa: E402
+from sweeps.planner import make_plan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402
-from sweeps.rundir import load_run  # noqa: E402
-from sweeps.tune import run_sweep  # noqa: E402
+from sweeps.runfolder.run import load_run  # noqa: E402
+from sweeps.search import Param  # noqa: E402
 
 OBJECTIVES = {"val_acc": "max", "params": "min"}
 WIDTHS = [4, 8, 16, 32]
@@ -42,12 +44,12 @@ def hypervolume(front: list[tuple[float, float]], cost_ref: float) -> float:
 
 
 def sweep(storage: str, sampler: str, seed: int, samples: int, epochs: int) -> dict:
-    preset = load_preset("quickstart")
-    plan = SweepPlan.make(preset, overrides=["device=cpu"], samples=samples, concurrency=None, gpus=None, cpus=None,
-                          storage=storage, name=f"{sampler}-{seed}", seed=seed, epochs=epochs)
-    plan.search["width"] = {"choice": WIDTHS}
-    plan.initial = {**plan.initial, "width": 16}
-    plan.objectives, plan.sampler = dict(OBJECTIVES), sampler
+    quickstart = load_preset("quickstart")  # and the width searched too, ranked on both objectives
+    preset = replace(quickstart, search={**quickstart.search, "width": Param("choice", WIDTHS)},
+                     initial={**quickstart.initial, "width": 16}, objectives=dict(OBJECTIVES))
+    plan = make_plan(preset, overrides=["device=cpu"], samples=samples, concurrency=None, gpus=None, cpus=None,
+                     storage=storage, name=f"{sampler}-{seed}", seed=seed, epochs=epochs,
+                     setting={"tpe": "tpe-quarter"}.get(sampler, sampler))
     start = time.perf_counter()
     run_sweep(plan, local=True)
     wall = time.perf_counter() - start

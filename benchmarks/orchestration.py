@@ -31,11 +31,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.cluster import find_cluster  # noqa: E402
-from sweeps.plan import SweepPlan  # noqa: E402
+from sweeps.engine.cluster import find_cluster  # noqa: E402
+from sweeps.engine.driver import connect, run_sweep  # noqa: E402
+from sweeps.planner import make_plan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402
-from sweeps.rundir import load_run  # noqa: E402
-from sweeps.tune import connect, run_sweep  # noqa: E402
+from sweeps.runfolder.run import load_run  # noqa: E402
 
 TRIVIAL = {
     "description": "trivially short trials",
@@ -50,7 +50,7 @@ TRIVIAL = {
 def timed(folder: str, trials: int, reuse: bool) -> dict:
     path = Path(folder) / "trivial.yaml"
     path.write_text(yaml.safe_dump(TRIVIAL))
-    plan = SweepPlan.make(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
+    plan = make_plan(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
                           cpus=None, storage=folder, name=f"reuse-{reuse}-{trials}", seed=0)
     start = time.perf_counter()
     connect(find_cluster(local=True))  # Ray's own start, once per sweep, timed apart
@@ -71,7 +71,7 @@ def scaled(folder: str, trials: int, epochs: int) -> dict:
     path = Path(folder) / "trivial-epochs.yaml"
     path.write_text(yaml.safe_dump({**TRIVIAL, "train": {**TRIVIAL["train"], "epochs": epochs},
                                     "sweep": {**TRIVIAL["sweep"], "reduction_factor": 2}}))
-    plan = SweepPlan.make(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
+    plan = make_plan(load_preset(str(path)), overrides=[], samples=trials, concurrency=None, gpus=None,
                           cpus=None, storage=folder, name=f"scale-{trials}", seed=0)
     start = time.perf_counter()
     run_sweep(plan, local=True)

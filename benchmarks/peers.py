@@ -108,7 +108,7 @@ def check_same(setup: dict, setup_file: Path, work: Path) -> float:
 
 
 def run_resweep(setup: dict, work: Path, seed: int) -> tuple[list[dict], float]:
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     preset = work / "peers.yaml"
     preset.write_text(yaml.safe_dump(preset_of(setup), sort_keys=False))

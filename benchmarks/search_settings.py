@@ -1,4 +1,4 @@
-"""Search settings chosen from evidence: every setting of `sweeps/simulate.py` (resweep's
+"""Search settings chosen from evidence: every setting of `sweeps/sim/simulate.py` (resweep's
 default, quasi-random Sobol points after the seed configuration; Optuna's TPE defaults; TPE
 after a random quarter of the trials, resweep's default before, and its variants without the
 constant liar, without the seed configuration, with 2 or 10 random start trials; random search
@@ -30,7 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from sweeps.simulate import SETTINGS, compare, load_recording  # noqa: E402
+from sweeps.search import SETTINGS  # noqa: E402
+from sweeps.sim.simulate import compare, load_recording  # noqa: E402
 
 CURVES = [HERE / "data" / "quickstart_curves.json", HERE / "data" / "animal_curves.json"]
 

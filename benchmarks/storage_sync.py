@@ -27,13 +27,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.localcluster import CREDENTIALS, S3Server  # noqa: E402
-from sweeps.plan import SweepPlan  # noqa: E402
-from sweeps.presets import load_preset  # noqa: E402
-from sweeps.rundir import load_run  # noqa: E402
-from sweeps.tune import run_sweep  # noqa: E402
-
 from orchestration import TRIVIAL  # noqa: E402  (this folder: the same trivially short trials)
+
+from sweeps.engine.driver import run_sweep  # noqa: E402
+from sweeps.planner import make_plan  # noqa: E402
+from sweeps.presets import load_preset  # noqa: E402
+from sweeps.runfolder.run import load_run  # noqa: E402
+from tools.localcluster import CREDENTIALS, S3Server  # noqa: E402
 
 REQUEST = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+)')
 
@@ -52,7 +52,7 @@ def sweep(s3: S3Server, folder: Path, trials: int, epochs: int, images: int, per
     preset.write_text(yaml.safe_dump({**TRIVIAL, "train": {**TRIVIAL["train"], "epochs": epochs,
                                                            "synthetic_samples": images},
                                       "sweep": {**TRIVIAL["sweep"], "grace_period": epochs}}))
-    plan = SweepPlan.make(load_preset(str(preset)), overrides=[], samples=trials, concurrency=None, gpus=None,
+    plan = make_plan(load_preset(str(preset)), overrides=[], samples=trials, concurrency=None, gpus=None,
                           cpus=None, storage=s3.uri("runs"), name=f"period-{period:g}", seed=0)
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = f"{period:g}"  # Tune reads it when the sweep starts
     before = requests(s3.root / "moto.log")

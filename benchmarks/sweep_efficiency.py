@@ -23,17 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.plan import SweepPlan  # noqa: E402
+from sweeps.engine.driver import run_sweep  # noqa: E402
+from sweeps.planner import make_plan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402
-from sweeps.rundir import load_run  # noqa: E402
-from sweeps.tune import run_sweep  # noqa: E402
+from sweeps.runfolder.run import load_run  # noqa: E402
 
 
 def sweep(name: str, storage: str, samples: int, tpe_asha: bool, seed: int) -> dict:
-    plan = SweepPlan.make(load_preset("quickstart"), overrides=["device=cpu"], samples=samples, concurrency=None,
-                          gpus=None, cpus=None, storage=storage, name=f"{name}-{seed}", seed=seed)
-    if not tpe_asha:
-        plan.sampler, plan.early_stopping = "random", False
+    baseline = {} if tpe_asha else {"setting": "random-seed", "early_stopping": False}
+    plan = make_plan(load_preset("quickstart"), overrides=["device=cpu"], samples=samples, concurrency=None,
+                     gpus=None, cpus=None, storage=storage, name=f"{name}-{seed}", seed=seed, **baseline)
     start = time.perf_counter()
     run_sweep(plan, local=True)
     wall = time.perf_counter() - start

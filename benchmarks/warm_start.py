@@ -22,21 +22,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sweeps.plan import SweepPlan  # noqa: E402
+from sweeps.engine.driver import run_sweep  # noqa: E402
+from sweeps.planner import make_plan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402
-from sweeps.rundir import load_run  # noqa: E402
-from sweeps.tune import run_sweep  # noqa: E402
-from sweeps.warmstart import load_warm_start  # noqa: E402
+from sweeps.runfolder.run import load_run  # noqa: E402
 
 CLOSE = 0.005  # 0.5 points of an accuracy
 
 
 def sweep(storage: str, name: str, seed: int, trials: int, epochs: int, warm_from: str | None = None) -> dict:
     overrides = ["device=cpu", f"seed={seed}", f"epochs={epochs}"]
-    plan = SweepPlan.make(load_preset("quickstart"), overrides=overrides, samples=trials, concurrency=None,
-                          gpus=None, cpus=None, storage=storage, name=name, seed=seed)
-    if warm_from:
-        plan.warm_start, plan.initial = load_warm_start(warm_from, plan), {}
+    plan = make_plan(load_preset("quickstart"), overrides=overrides, samples=trials, concurrency=None,
+                     gpus=None, cpus=None, storage=storage, name=name, seed=seed, warm_start=warm_from)
     start = time.perf_counter()
     run_sweep(plan, local=True)
     run = load_run(plan.path)

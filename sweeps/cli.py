@@ -7,16 +7,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sweeps.console import OneLineErrors, show_warnings, user_errors
+from sweeps.errors import SweepError
+from sweeps.presets import Preset, load_preset, preset_names
+from sweeps.runfolder.layout import enclosing_run
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
 from trainer.metrics import EPOCH_METRICS
 
-from .errors import OneLineErrors, SweepError, show_warnings, user_errors
-from .layout import enclosing_run
-from .presets import Preset, load_preset, preset_names
+if TYPE_CHECKING:  # the engine imports Ray: loaded only by the commands that run a sweep
+    from sweeps.engine.driver import SweepSummary
 
 app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -30,14 +33,14 @@ def main() -> None:
     show_warnings()
 
 
-SetOption = Annotated[Optional[list[str]], typer.Option(
+SetOption = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a training key, KEY=VALUE (repeatable); see `sweep keys`.")]
 LocalOption = Annotated[bool, typer.Option(
     "--local", help="Start Ray on this machine alone, even where a cluster runs.")]
-AddressOption = Annotated[Optional[str], typer.Option(
+AddressOption = Annotated[str | None, typer.Option(
     help="Ray cluster HOST:PORT (default: $RAY_ADDRESS, else the cluster `ray start` began on this node, else a "
          "local Ray).")]
-DataDirOption = Annotated[Optional[Path], typer.Option(
+DataDirOption = Annotated[Path | None, typer.Option(
     "--data-dir", help="Data root (else $RESWEEP_DATA, else ~/.cache/resweep/data).")]
 
 
@@ -105,8 +108,8 @@ def train(
     preset: Annotated[str, typer.Argument(help="Preset name or YAML file; trains its first (seed) point.")],
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the checkpoint, config and metrics.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (file or folder).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the checkpoint, config and metrics.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue from this checkpoint (file or folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="End stdout with a JSON line of the final metrics.")] = False,
 ) -> None:
     """Train one model without Ray, here, printing a row per epoch."""
@@ -153,53 +156,51 @@ def run(
     preset: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
     local: LocalOption = False,
     address: AddressOption = None,
-    samples: Annotated[Optional[int], typer.Option(help="Number of trials (preset's by default).")] = None,
-    max_epochs: Annotated[Optional[int], typer.Option(help="Epochs a trial trains at most.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(
+    samples: Annotated[int | None, typer.Option(help="Number of trials (preset's by default).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Epochs a trial trains at most.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
         help="Trials running at once (default: as resources allow).")] = None,
-    gpus_per_trial: Annotated[Optional[float], typer.Option(
+    gpus_per_trial: Annotated[float | None, typer.Option(
         help="GPUs per trial; fractions share a GPU; 0 = CPU.")] = None,
-    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs per trial.")] = None,
-    storage: Annotated[Optional[str], typer.Option(
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
+    storage: Annotated[str | None, typer.Option(
         help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name (default: PRESET-DATE-TIME).")] = None,
+    name: Annotated[str | None, typer.Option(help="Run name (default: PRESET-DATE-TIME).")] = None,
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the Optuna sampler and the trials.")] = None,
-    mlflow: Annotated[Optional[str], typer.Option(
+    seed: Annotated[int | None, typer.Option(help="Seed of the Optuna sampler and the trials.")] = None,
+    mlflow: Annotated[str | None, typer.Option(
         help="Log each trial as an MLflow run to this tracking URI (needs the mlflow extra).")] = None,
-    wandb: Annotated[Optional[str], typer.Option(
+    wandb: Annotated[str | None, typer.Option(
         help="Log each trial as a Weights & Biases run in this project (needs the wandb extra).")] = None,
     no_early_stopping: Annotated[bool, typer.Option(
         "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
                                     "asha_replay.py` to choose ASHA's settings from.")] = False,
-    warm_start: Annotated[Optional[str], typer.Option(
+    warm_start: Annotated[str | None, typer.Option(
         help="An earlier sweep's run folder or URI: its trials seed the search and its best configurations "
              "train first.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna search, ASHA early stopping, a checkpoint per epoch."""
-    from .plan import SweepPlan
+    from sweeps.planner import describe_plan, make_plan
 
     with user_errors():
         p = load_preset(preset)
-        plan = SweepPlan.make(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
+        plan = make_plan(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
                               gpus=gpus_per_trial, cpus=cpus_per_trial,
                               storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
                               mlflow=mlflow, wandb=wandb, epochs=max_epochs,
-                              data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None)
-        plan.early_stopping = not no_early_stopping
+                              data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
+                              early_stopping=not no_early_stopping, warm_start=warm_start)
         if warm_start:
-            from .warmstart import describe, load_warm_start
+            from sweeps.warmstart import describe
 
-            plan.warm_start = load_warm_start(warm_start, plan)
-            plan.initial = {}  # the earlier sweep's best configurations come first instead
             if not dry_run:
                 typer.echo(f"warm start: {describe(plan.warm_start)}")
         if dry_run:
-            typer.echo(plan.describe())
+            typer.echo(describe_plan(plan))
             return
-        from .tune import run_sweep
+        from sweeps.engine.driver import run_sweep
 
         result = run_sweep(plan, address=address, local=local)
     _finish(result)
@@ -213,40 +214,41 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
                "--no-trackers", help="Resume without the MLflow / W&B logging the sweep started with "
                                      "(TensorBoard stays).")] = False) -> None:
     """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint."""
-    from .plan import SweepPlan
+    from sweeps.runfolder.plan import SweepPlan
 
     with user_errors():
         plan = SweepPlan.load(run_path)
-        from .tune import run_sweep
+        from sweeps.engine.driver import run_sweep
 
         result = run_sweep(plan, address=address, local=local, resume=True, trackers=not no_trackers)
     _finish(result)
 
 
-def _finish(result: dict) -> None:
+def _finish(summary: SweepSummary) -> None:
     """Print the outcome; a sweep in which no trial finished exits 1."""
-    best = result.get("best")
+    best, ended = summary.best, summary.outcome
     typer.echo("")
-    outcome = result["outcome"]
-    typer.echo(f"trials: {sum(outcome.values())} - " + ", ".join(f"{n} {what}" for what, n in outcome.items()
-                                                               if n or what == "errored"))
+    counts = {"trained to the end": ended.trained_to_end, "stopped early by ASHA": ended.stopped_early,
+              "diverged or out of memory": ended.diverged + ended.out_of_memory, "errored": ended.errored,
+              "unfinished": ended.unfinished, "not started": ended.not_started}
+    typer.echo(f"trials: {ended.trials} - " + ", ".join(f"{n} {what}" for what, n in counts.items()
+                                                         if n or what == "errored"))
     if best:
-        typer.echo(f"best trial {best['trial_id']}: {result['metric']}={best['value']:.4f} "
-                   f"after {best['epochs']} epochs")
-        typer.echo("config: " + json.dumps(best["params"], sort_keys=True))
-        typer.echo(f"train it alone: {result['train_command']}")
-    path = shlex.quote(result["path"])
-    typer.echo(f"run: {result['path']}")
+        typer.echo(f"best trial {best.trial_id}: {summary.metric}={best.value:.4f} after {best.epochs} epochs")
+        typer.echo("config: " + json.dumps(best.params, sort_keys=True))
+        typer.echo(f"train it alone: {summary.train_command}")
+    path = shlex.quote(summary.path)
+    typer.echo(f"run: {summary.path}")
     typer.echo(f"next: analysis report {path}")
-    if result["interrupted"]:  # Ctrl-C: Tune saved its state and returned
-        typer.echo(f"interrupted: {outcome['unfinished'] + outcome['not started']} trials still to run; "
+    if summary.interrupted:  # Ctrl-C: Tune saved its state and returned
+        typer.echo(f"interrupted: {ended.unfinished + ended.not_started} trials still to run; "
                    f"continue with: sweep resume {path}", err=True)
         raise typer.Exit(130)
-    if outcome["not started"]:
-        typer.echo(f"note: the sweep ended with {sum(outcome.values()) - outcome['not started']} of its "
-                   f"{sum(outcome.values())} planned trials", err=True)
-    if not result["counts"].get("TERMINATED"):
-        typer.echo(f"error: no trial finished; `sweep status {result['path']}` shows each one's error", err=True)
+    if ended.not_started:
+        typer.echo(f"note: the sweep ended with {ended.trials - ended.not_started} of its "
+                   f"{ended.trials} planned trials", err=True)
+    if not summary.finished:
+        typer.echo(f"error: no trial finished; `sweep status {summary.path}` shows each one's error", err=True)
         raise typer.Exit(1)
 
 
@@ -254,16 +256,16 @@ def _finish(result: dict) -> None:
 def simulate(
     recorded: Annotated[str, typer.Argument(help="Run folder of `sweep run PRESET --no-early-stopping`, or a "
                                                  "curves file of benchmarks/tools/record_curves.py.")],
-    settings: Annotated[Optional[list[str]], typer.Option(
+    settings: Annotated[list[str] | None, typer.Option(
         "--setting", help="A search setting to try (repeatable); default: all of them.")] = None,
-    trials: Annotated[Optional[list[int]], typer.Option(
+    trials: Annotated[list[int] | None, typer.Option(
         "--trials", help="Trials per simulated sweep (repeatable; default 8, 20 and 50).", min=1)] = None,
     seeds: Annotated[int, typer.Option(help="Simulated sweeps per setting and budget.", min=1)] = 30,
-    concurrency: Annotated[Optional[int], typer.Option(help="Trials at once (the recording's by default).",
+    concurrency: Annotated[int | None, typer.Option(help="Trials at once (the recording's by default).",
                                                        min=1)] = None,
-    grace_period: Annotated[Optional[int], typer.Option(help="ASHA's grace period (the preset's by default).",
+    grace_period: Annotated[int | None, typer.Option(help="ASHA's grace period (the preset's by default).",
                                                         min=1)] = None,
-    reduction_factor: Annotated[Optional[float], typer.Option(
+    reduction_factor: Annotated[float | None, typer.Option(
         help="ASHA's reduction factor (the preset's by default).", min=1.5)] = None,
 ) -> None:
     """Try search settings on recorded learning curves, in seconds and without training.
@@ -276,7 +278,8 @@ def simulate(
     liar, no seed configuration), tpe-quarter (TPE after a random quarter of the trials, constant
     liar, the seed configuration first) and its variants tpe-no-liar, tpe-no-seed, tpe-startup-2,
     tpe-startup-10, random, random-seed (the seed configuration first), qmc (no seed configuration)."""
-    from .simulate import SETTINGS, compare, load_recording
+    from sweeps.search import SETTINGS
+    from sweeps.sim.simulate import compare, load_recording
 
     with user_errors():
         unknown = [name for name in settings or [] if name not in SETTINGS]
@@ -311,7 +314,7 @@ def status(run_path: Annotated[str, typer.Argument(help="Run folder (or URI) of 
     """A row per trial: state, epochs done, best metric, stopped early or not."""
     import time
 
-    from .rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     with user_errors():
         lines, ended = _status_lines(load_run(run_path))

@@ -32,10 +32,10 @@ from typing import Any
 
 import yaml
 
+from sweeps.search import DISTRIBUTIONS, Param
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
 from trainer.metrics import OBJECTIVES, RANKED
 
-DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
 SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
               "concurrency": int}
@@ -45,41 +45,6 @@ TRACKING_KEYS = {"mlflow": str, "wandb": str}
 
 class PresetError(ValueError):
     """A preset cannot be used; one line naming the file, the key and what is allowed."""
-
-
-@dataclass
-class Param:
-    kind: str  # one of DISTRIBUTIONS
-    args: list[Any]  # [low, high] or the choices
-
-    def contains(self, value: Any) -> bool:
-        if self.kind == "choice":
-            return value in self.args
-        low, high = self.args
-        return isinstance(value, (int, float)) and low <= value <= high
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            return "choice(" + ", ".join(map(str, self.args)) + ")"
-        return f"{self.kind}({self.args[0]:g}, {self.args[1]:g})"
-
-
-def optuna_distributions(search: dict[str, dict[str, list]]) -> dict:
-    """The search space ({key: {kind: args}}, as presets and resweep.json write it) as Optuna
-    distributions: the one definition the searcher, the exported study and the report share."""
-    import optuna
-
-    out = {}
-    for key, spec in search.items():
-        kind, args = next(iter(spec.items()))
-        if kind == "choice":
-            out[key] = optuna.distributions.CategoricalDistribution(args)
-        elif kind == "int":
-            out[key] = optuna.distributions.IntDistribution(int(args[0]), int(args[1]))
-        else:
-            out[key] = optuna.distributions.FloatDistribution(float(args[0]), float(args[1]),
-                                                              log=kind == "loguniform")
-    return out
 
 
 @dataclass

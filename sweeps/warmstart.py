@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .errors import SweepError
-from .presets import Param
-from .storage import absolute
+from sweeps.errors import RunFolderError, SweepError
+from sweeps.runfolder.run import load_run, plain
+from sweeps.runfolder.storage import absolute
+from sweeps.search import Param
 
 # The earlier best configurations trained first: a few, fewer in small sweeps.
 FIRST_AT_MOST = 3
@@ -28,9 +29,6 @@ FIRST_AT_MOST = 3
 def first_count(trials: int) -> int:
     return min(FIRST_AT_MOST, max(1, trials // 4))
 
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _in_space(param: Param, value: Any) -> tuple[bool, Any]:
@@ -51,9 +49,6 @@ def _in_space(param: Param, value: Any) -> tuple[bool, Any]:
 def load_warm_start(source: str, plan) -> dict[str, Any]:
     """What the sweep `plan` takes from the earlier sweep at `source` (folder or URI): the
     `warm_start` entry of its plan. Raises SweepError for an earlier sweep it cannot use."""
-    from .errors import RunFolderError
-    from .rundir import load_run
-
     flag = f"--warm-start {source}"
     if plan.objectives:
         raise SweepError(f"{flag}: a sweep of several objectives starts from nothing (Optuna takes earlier "
@@ -85,7 +80,7 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
             continue
         params, outside = {}, None
         for key, param in new_space.items():
-            earlier_value = _plain(row[key]) if key in earlier.search_keys else earlier_fixed.get(key)
+            earlier_value = plain(row[key]) if key in earlier.search_keys else earlier_fixed.get(key)
             inside, params[key] = _in_space(param, earlier_value)
             if not inside:
                 outside = key

@@ -1,4 +1,4 @@
-"""Chaos under load, on the one-machine cluster (`sweeps.localcluster`): a sweep of many trials
+"""Chaos under load, on the one-machine cluster (`tools.localcluster`): a sweep of many trials
 on autoscaled fake GPU workers, results in the S3 server behind a fault-injecting TCP proxy
 (tests/faultproxy.py), while the store goes away twice for 30-60 s and a worker node is killed
 (its raylet and every process under it SIGKILLed, as a spot reclaim looks) every 20-40 s at
@@ -28,7 +28,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faultproxy import FaultProxy  # noqa: E402
 
-from sweeps.localcluster import DEMO_PRESET, Driver, FakeCluster, S3Server, cli  # noqa: E402
+from tools.localcluster import DEMO_PRESET, Driver, FakeCluster, S3Server, cli  # noqa: E402
 
 PRESET = {**DEMO_PRESET, "description": "chaos: digits, a small ResNet9, 1 (fake) GPU per trial",
           "sweep": {**DEMO_PRESET["sweep"], "trials": 24, "concurrency": 4}}
@@ -179,9 +179,11 @@ def text_or_empty(path: Path) -> str:
 
 def measure(run: str, code: int, wall: float, chaos: Chaos, driver: Driver,
             report: subprocess.CompletedProcess, report_dir: Path) -> dict[str, Any]:
-    from sweeps.layout import is_trial_folder, trial_folder
-    from sweeps.rundir import experiment_state, load_run, read_results
-    from sweeps.storage import list_folder
+    from sweeps.runfolder.layout import is_trial_folder, trial_folder
+    from sweeps.runfolder.results import read_results
+    from sweeps.runfolder.run import load_run
+    from sweeps.runfolder.storage import list_folder
+    from sweeps.runfolder.tunestate import experiment_state
 
     loaded = load_run(run)
     trials, states = loaded.trials, experiment_state(run)

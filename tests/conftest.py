@@ -3,6 +3,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ TRIALS = {
     # restarted from its epoch-1 checkpoint: epoch 1 reported again (replayed) with another value
     "eeee": ("RUNNING", 0, {"lr": 0.05, "weight_decay": 5e-4}, [(0.6, False), (0.65, False), (0.1, True)], None),
 }
-NODE_LOSSES = {"aaaa": 3}  # tries cut short by a lost node (sweeps.reclaim), kept apart from the retries
+NODE_LOSSES = {"aaaa": 3}  # tries cut short by a lost node (sweeps.engine.reclaim), kept apart from the retries
 
 
 def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
@@ -95,14 +96,13 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
     the plan (mlflow=..., say)."""
     import json
 
-    from sweeps.layout import CHECKPOINT_KEY, checkpoint_name
-    from sweeps.plan import SweepPlan
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
+    from sweeps.runfolder.layout import CHECKPOINT_KEY, checkpoint_name
 
-    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=6, epochs=4)), [], None, None, None, None,
+    plan = make_plan(load_preset(preset(tmp_path, trials=6, epochs=4)), [], None, None, None, None,
                           str(tmp_path / "runs"), name, 1)
-    for key, value in plan_fields.items():
-        setattr(plan, key, value)
+    plan = replace(plan, **plan_fields)
     plan.save()
     root = tmp_path / "runs" / name
     entries = []

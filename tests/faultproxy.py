@@ -20,6 +20,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._held: socket.socket | None = None  # the port, bound and not listening, while down
         self._closed = False
         self.outages: list[tuple[float, float]] = []  # (start, end) of each outage, time.time()
         self.refused = 0  # connections refused or dropped while out: proof the clients met the outage
@@ -33,6 +34,9 @@ class FaultProxy:
         """Listen again (the same port) and pass traffic."""
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         deadline = time.time() + 10
         while True:
             try:
@@ -56,6 +60,15 @@ class FaultProxy:
         self.outages.append((time.time(), 0.0))
         if listener is not None:
             listener.close()
+            # hold the port while down: a socket bound but not listening refuses connections as a
+            # closed port does, and no other process asking for a free port is given it
+            held = socket.socket()
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                held.bind(("127.0.0.1", self.port))
+                self._held = held
+            except OSError:
+                held.close()
         for conn in conns:
             self.refused += 1
             try:
@@ -73,6 +86,9 @@ class FaultProxy:
     def close(self) -> None:
         self._closed = True
         self.down()
+        if self._held is not None:
+            self._held.close()
+            self._held = None
         self.outages[-1] = (self.outages[-1][0], time.time())
 
     def _accept(self, listener: socket.socket) -> None:

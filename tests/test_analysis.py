@@ -6,18 +6,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import preset, tiny
 from typer.testing import CliRunner
 
 from analysis import gradcam
 from analysis.cli import app
 from analysis.results import load_run, results_table
-from conftest import preset, tiny
 from trainer import load_model, train
 from trainer.datasets import load_data
 from trainer.loop import eval_loader, predict
@@ -65,15 +66,15 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
 
 def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it(tmp_path):
     from analysis.report import _gain_over_seed
-    from sweeps.plan import SweepPlan
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
-    from sweeps.rundir import Run
+    from sweeps.runfolder.run import Run
 
     trials = pd.DataFrame([
         {"trial_id": "seed", "trial_index": 1, "epochs_trained": 2, "stopped_early": True, "val_acc": 0.59},
         {"trial_id": "best", "trial_index": 5, "epochs_trained": 8, "stopped_early": False, "val_acc": 0.98}])
     history = pd.DataFrame([{"trial_id": "best", "epoch": e, "val_acc": v} for e, v in ((1, 0.5), (2, 0.8), (8, 0.98))])
-    plan = SweepPlan.make(load_preset(preset(tmp_path, epochs=8)), [], None, None, None, None, str(tmp_path), "r", 0)
+    plan = make_plan(load_preset(preset(tmp_path, epochs=8)), [], None, None, None, None, str(tmp_path), "r", 0)
     best = trials.iloc[1]
     line = _gain_over_seed(Run("r", plan, trials, history), best)
     assert "after 2 epochs" in line and "**+0.2100** at equal epochs" in line  # 0.80 - 0.59, not 0.98 - 0.59
@@ -81,7 +82,7 @@ def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it(tmp_pa
     finished.loc[0, ["epochs_trained", "stopped_early", "val_acc"]] = [8, False, 0.90]
     assert "**+0.0800**" in _gain_over_seed(Run("r", plan, finished, history), best)
     # without a configuration of its own, trial 1 is just a sampled one: no claim about a seed
-    plan.initial = {}
+    plan = replace(plan, initial={})
     assert _gain_over_seed(Run("r", plan, finished, history), best) is None
 
 
@@ -178,9 +179,9 @@ def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
 
 def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended(tmp_path):
     from analysis.report import compute_bought
-    from sweeps.plan import SweepPlan
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
-    from sweeps.rundir import Run
+    from sweeps.runfolder.run import Run
 
     # two trials, 2 CPUs of 1 h each per epoch... in seconds: 3600 s an epoch, b's second epoch ends last
     history = pd.DataFrame([
@@ -189,7 +190,7 @@ def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended(tmp_
         {"trial_id": "a", "epoch": 2, "val_acc": 0.804, "epoch_time_s": 3600.0, "finished_at": 20.0},
         {"trial_id": "b", "epoch": 2, "val_acc": 0.806, "epoch_time_s": 3600.0, "finished_at": 21.0},
     ])
-    plan = SweepPlan.make(load_preset(preset(tmp_path, epochs=2)), [], None, None, 0, None, str(tmp_path), "r", 0)
+    plan = make_plan(load_preset(preset(tmp_path, epochs=2)), [], None, None, 0, None, str(tmp_path), "r", 0)
     run = Run(path="r", plan=plan, trials=pd.DataFrame({"trial_id": ["a", "b"]}), history=history)
     bought = compute_bought(run, fifo_hours=4.0)
     assert list(bought.hours) == [1.0, 2.0, 3.0, 4.0]

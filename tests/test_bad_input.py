@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import handmade_run, preset, tiny
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
-from conftest import handmade_run, preset, tiny
 from sweeps.cli import app as sweep_app
 
 HANG_LIMIT_S = 15  # the issue's bound: a wrong address fails in seconds, never after a client's minutes of retries
@@ -268,7 +268,7 @@ def test_a_damaged_result_line_is_named_once_and_the_rest_is_read(world, tmp_pat
 def test_the_wandb_check_passes_when_logged_in_or_offline(world, monkeypatch):
     """The check is not a refusal of W&B: offline mode, or a key in the netrc file, passes (the
     server's host is then only reached, here through a port of the test's own)."""
-    from sweeps.tracking import wandb_problem
+    from sweeps.engine.tracking import wandb_problem
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(world["root"] / "empty-netrc"))

@@ -3,7 +3,6 @@ S3 store away twice for 30-60 s and a worker node killed every 20-40 s, one of t
 outage. Every strike is survived with nothing lost."""
 
 import pytest
-
 from chaos import PRESET, run_sweep
 
 pytestmark = pytest.mark.slow

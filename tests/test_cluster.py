@@ -1,19 +1,19 @@
 """The cluster path on one machine, for real: an autoscaling Ray cluster whose 1-GPU workers are
 fake nodes started on demand (Ray's fake_multinode provider), results in an S3 server (moto) on
 127.0.0.1, the driver SIGKILLed and the sweep resumed from the bucket, everything read back
-through S3, and nothing the test started left running (sweeps/localcluster.py, also
+through S3, and nothing the test started left running (tools/localcluster.py, also
 `make cluster-demo`)."""
 
 import re
 import shutil
 
 import pytest
+from conftest import preset
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
-from conftest import preset
 from sweeps.cli import app
-from sweeps.localcluster import CREDENTIALS, S3Server, demo, resumed_cleanly
+from tools.localcluster import CREDENTIALS, S3Server, demo, resumed_cleanly
 
 pytestmark = pytest.mark.slow
 HEAD_NODE = "fffffffffffffffffffffffffffffffffffffffffffffffffff00000"  # the fake provider's head

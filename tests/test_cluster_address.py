@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.cluster import Cluster, check_reachable, find_cluster, host_and_port, ray_address_file
+from sweeps.engine.cluster import Cluster, check_reachable, find_cluster, host_and_port, ray_address_file
 from sweeps.errors import SweepError
 
 

@@ -4,12 +4,12 @@ import logging
 import multiprocessing
 import os
 
+import fakedata
 import pytest
 import torch
+from conftest import tiny
 from typer.testing import CliRunner
 
-import fakedata
-from conftest import tiny
 from sweeps.cli import app
 from trainer.augment import EvalTransform, PilEvalTransform, TrainTransform
 from trainer.config import from_dict

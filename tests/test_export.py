@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from analysis.cli import app
 from analysis.export import CHECK_IMAGES, MAX_PROBABILITY_DIFFERENCE
-from analysis.results import load_run, ranked
+from analysis.results import load_run
 from trainer.config import from_dict
 from trainer.datasets import load_data
 
@@ -49,7 +49,7 @@ def _digit_png(path: Path, label: int) -> None:
 
 def test_both_formats_are_written_checked_and_described(exported, crashed_run):
     run = load_run(str(crashed_run))
-    best = ranked(run)
+    best = run.ranked()
     best = best[(best["checkpoint"] != "") & (best["failure"] == "")].iloc[0]
     test_images = len(load_data(from_dict({"dataset": "digits", "image_size": 16})).test)
     for fmt, folder in exported.items():

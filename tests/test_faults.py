@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import preset, tiny
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
-from conftest import preset, tiny
 from sweeps.cli import app
-from sweeps.rundir import load_run, read_results
+from sweeps.runfolder.results import read_results
+from sweeps.runfolder.run import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +27,14 @@ def test_a_spot_notice_drains_the_node_and_its_trial_moves_with_no_epoch_lost(tm
     one node only: the trial there stores the epoch it is in, leaves, and goes on elsewhere; the
     node is drained; the move is no failure and no epoch is trained twice."""
     import ray
+    from fakemetadata import FakeMetadata
     from ray.cluster_utils import Cluster
     from ray.core.generated.common_pb2 import NodeDeathInfo
 
-    from fakemetadata import FakeMetadata
-    from sweeps.notice import NOTICE_URL_ENV, POLL_ENV
-    from sweeps.plan import SweepPlan
+    from sweeps.engine.driver import run_sweep
+    from sweeps.engine.notice import NOTICE_URL_ENV, POLL_ENV
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
-    from sweeps.tune import run_sweep
 
     epochs = 6
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -46,7 +47,7 @@ def test_a_spot_notice_drains_the_node_and_its_trial_moves_with_no_epoch_lost(tm
     doomed = cluster.add_node(num_cpus=1, env_vars={NOTICE_URL_ENV: metadata.aws_url("doomed")})
     cluster.add_node(num_cpus=1, env_vars={NOTICE_URL_ENV: metadata.aws_url("spare")})
     cluster.wait_for_nodes()
-    plan = SweepPlan.make(load_preset(path), overrides=[], samples=None, concurrency=3, gpus=None, cpus=None,
+    plan = make_plan(load_preset(path), overrides=[], samples=None, concurrency=3, gpus=None, cpus=None,
                           storage=str(tmp_path / "shared"), name="noticed", seed=None)
     run_path = Path(plan.path)
     noticed: dict = {}
@@ -73,7 +74,7 @@ def test_a_spot_notice_drains_the_node_and_its_trial_moves_with_no_epoch_lost(tm
         cluster.shutdown()
         metadata.stop()
     assert noticed, "no trial ran on the node to take back"
-    trials = load_run(summary["path"]).trials.set_index("trial_id")
+    trials = load_run(summary.path).trials.set_index("trial_id")
     every = {t: read_results(str(run_path / f"trial_{t}"), keep_repeats=True) for t in trials.index}
     trained = [r for r in every[noticed["trial"]] if not r.get("replayed")]
     after = [r for rows in every.values() for r in rows if not r.get("replayed")
@@ -107,7 +108,7 @@ def test_a_reused_actor_whose_node_is_lost_before_its_reset_moves_the_waiting_tr
     from ray import tune
     from ray.cluster_utils import Cluster
 
-    from sweeps.reclaim import only_the_trials_own_failures_counted
+    from sweeps.engine.reclaim import only_the_trials_own_failures_counted
 
     marker = tmp_path / "struck"
 
@@ -165,7 +166,8 @@ def test_a_reused_actor_whose_node_is_lost_before_its_reset_moves_the_waiting_tr
 
 def test_the_cloud_notice_is_read_as_aws_and_gcp_give_it_and_a_silent_service_is_none():
     from fakemetadata import FakeMetadata
-    from sweeps.notice import NoticeWatcher, read_notice
+
+    from sweeps.engine.notice import NoticeWatcher, read_notice
 
     metadata = FakeMetadata().start()
     try:

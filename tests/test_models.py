@@ -1,8 +1,15 @@
 import torch
 
 from trainer.config import from_dict
-from trainer.models import (CifarResNet18, ResNet9, TorchvisionResNet, build_model, count_parameters,
-                            set_backbone_trainable, train_mode)
+from trainer.models import (
+    CifarResNet18,
+    ResNet9,
+    TorchvisionResNet,
+    build_model,
+    count_parameters,
+    set_backbone_trainable,
+    train_mode,
+)
 
 
 def test_cifar_resnet18_matches_the_seed_parameter_counts():

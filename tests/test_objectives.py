@@ -3,10 +3,10 @@ sweep of the digits trading accuracy against compute, ending with a front in its
 
 import pandas as pd
 import pytest
+from conftest import preset
 from typer.testing import CliRunner
 
 from analysis.report import pareto_front
-from conftest import preset
 from sweeps.cli import app
 from sweeps.presets import PresetError, load_preset
 
@@ -48,7 +48,7 @@ def test_a_two_objective_sweep_ends_with_a_pareto_front(tmp_path):
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(runs), "--name", "mo", "--seed", "1"])
     assert result.exit_code == 0, result.output
     from analysis.report import write_report
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     run = load_run(str(runs / "mo"))
     assert run.plan.objectives == {"val_acc": "max", "gflops": "min"}

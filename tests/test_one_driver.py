@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import preset
-from sweeps.claim import Claim, ClaimRefused, Holder
-from sweeps.layout import CLAIM_FILE
+
+from sweeps.runfolder.claim import Claim, ClaimRefused, Holder
+from sweeps.runfolder.layout import CLAIM_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 # A driver in a process of its own: waits for the start signal (a file), claims, says what
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from sweeps.claim import Claim, ClaimRefused
+from sweeps.runfolder.claim import Claim, ClaimRefused
 start = {start!r}
 while not os.path.exists(start):
     time.sleep(0.005)
@@ -86,7 +86,7 @@ def test_a_killed_driver_lets_go_of_a_run_on_a_disk_at_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    from sweeps.localcluster import CREDENTIALS, S3Server
+    from tools.localcluster import CREDENTIALS, S3Server
 
     saved = {k: os.environ.get(k) for k in CREDENTIALS}
     os.environ.update(CREDENTIALS)
@@ -109,7 +109,7 @@ def test_of_drivers_started_together_on_s3_exactly_one_claims_the_run(s3, tmp_pa
 
 
 def test_a_lease_on_s3_is_taken_over_only_when_stale(s3, monkeypatch):
-    from sweeps.storage import exists, join, write_text
+    from sweeps.runfolder.storage import exists, join, write_text
 
     run = s3.uri("runs/lease")
     now = time.time()
@@ -119,7 +119,7 @@ def test_a_lease_on_s3_is_taken_over_only_when_stale(s3, monkeypatch):
         Claim.take(run, "sweep resume")  # its heartbeat is fresh: a live driver on another node
     stale = Holder("another-host", 4242, "", "sweep run", "t1", now - 300, now - 120)
     write_text(join(run, CLAIM_FILE), stale.to_json())
-    monkeypatch.setattr("sweeps.claim.HEARTBEAT_S", 0.2)
+    monkeypatch.setattr("sweeps.runfolder.claim.HEARTBEAT_S", 0.2)
     claim = Claim.take(run, "sweep resume")
     try:
         assert "last answered 12" in claim.note() and "another-host" in claim.note()
@@ -140,8 +140,8 @@ def _cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
 
 
 def _race_two_sweeps(tmp_path: Path, storage: str, run: str, read_trials) -> None:
-    from sweeps.layout import plan_file
-    from sweeps.storage import exists
+    from sweeps.runfolder.layout import plan_file
+    from sweeps.runfolder.storage import exists
 
     def plan_written() -> bool:
         return exists(plan_file(run))
@@ -181,7 +181,7 @@ def _race_two_sweeps(tmp_path: Path, storage: str, run: str, read_trials) -> Non
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_name_on_a_disk_one_runs_one_is_refused(tmp_path):
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     run = str(tmp_path / "runs" / "race")
     _race_two_sweeps(tmp_path, str(tmp_path / "runs"), run,
@@ -191,8 +191,8 @@ def test_two_sweeps_of_one_name_on_a_disk_one_runs_one_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_name_on_s3_one_runs_one_is_refused(s3, tmp_path):
-    from sweeps.rundir import load_run
-    from sweeps.storage import list_folder
+    from sweeps.runfolder.run import load_run
+    from sweeps.runfolder.storage import list_folder
 
     run = s3.uri("runs/race")
     _race_two_sweeps(tmp_path, s3.uri("runs"), run,

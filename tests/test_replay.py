@@ -1,9 +1,9 @@
-"""ASHA replayed over recorded curves (sweeps/replay.py) against cases worked out by hand, and
+"""ASHA replayed over recorded curves (sweeps/sim/asha.py) against cases worked out by hand, and
 against Ray Tune's own ASHA bracket."""
 
 import pytest
 
-from sweeps.replay import Curve, many_orders, replay, rungs
+from sweeps.sim.asha import Curve, many_orders, replay, rungs
 
 CURVES = [Curve([0.5, 0.6, 0.7, 0.8]), Curve([0.4, 0.7, 0.75, 0.9]), Curve([0.6, 0.65, 0.66, 0.67]),
           Curve([0.3, 0.5, 0.55, 0.6])]

@@ -5,9 +5,11 @@ the Optuna state the dashboard shows."""
 
 
 import pytest
-
 from conftest import TRIALS, handmade_run
-from sweeps.rundir import Outcome, export_study, load_run
+
+from sweeps.runfolder.run import Outcome, load_run
+from sweeps.runfolder.study import export_study
+
 
 @pytest.fixture
 def run_folder(tmp_path):
@@ -47,13 +49,14 @@ def test_load_run_reads_each_ending_and_counts_it_once(run_folder):
 
 def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path):
     from analysis.report import write_report
-    from sweeps.tune import summarize
+    from sweeps.engine.driver import summarize
 
     plan, root = run_folder
     summary = summarize(plan)
-    assert summary["outcome"] == {"trained to the end": 1, "stopped early by ASHA": 1, "diverged or out of memory": 1,
-                                  "errored": 1, "unfinished": 1, "not started": 1}
-    assert summary["interrupted"] and summary["best"]["trial_id"] == "aaaa" and summary["best"]["value"] == 0.9
+    assert summary.outcome == load_run(str(root)).outcome()
+    assert (summary.outcome.trained_to_end, summary.outcome.stopped_early, summary.outcome.diverged,
+            summary.outcome.errored, summary.outcome.unfinished, summary.outcome.not_started) == (1, 1, 1, 1, 1, 1)
+    assert summary.interrupted and summary.best.trial_id == "aaaa" and summary.best.value == 0.9
     report = write_report(str(root), tmp_path / "report").read_text()
     assert ("- trials: 5 — 1 completed, 1 stopped early by ASHA, 1 errored, 1 diverged, 1 still running or pending; "
             "2 retries, 3 node losses (spot reclaims: continued elsewhere)") in report
@@ -69,17 +72,17 @@ def test_the_summary_and_the_report_count_the_same_outcome(run_folder, tmp_path)
 
 
 def test_run_folder_names_are_written_in_layout_alone():
-    """Every run-folder file name is spelled in sweeps/layout.py and nowhere else in the product."""
+    """Every run-folder file name is spelled in sweeps/runfolder/layout.py and nowhere else in the product."""
     import re
     from pathlib import Path
 
-    import sweeps.layout as layout
+    import sweeps.runfolder.layout as layout
 
     names = [layout.PLAN_FILE, layout.STATE_ARCHIVE, layout.STATE_PREFIX, layout.PARAMS_FILE, layout.RESULT_FILE,
              layout.ERROR_FILE, layout.OPTUNA_DB, layout.REPORT_FILE, layout.TRIAL_PREFIX, "checkpoint_"]
-    root = Path(layout.__file__).parents[1]
+    root = Path(layout.__file__).parents[2]
     found = []
-    for source in [*root.glob("sweeps/*.py"), *root.glob("analysis/*.py"), *root.glob("trainer/*.py")]:
+    for source in [*root.glob("sweeps/**/*.py"), *root.glob("analysis/**/*.py"), *root.glob("trainer/**/*.py")]:
         if source.name == "layout.py":
             continue
         for number, line in enumerate(source.read_text().splitlines(), start=1):
@@ -88,6 +91,7 @@ def test_run_folder_names_are_written_in_layout_alone():
                 if re.search(rf"[\"']{re.escape(name)}[\"'{{\d]", code):  # the name, or a prefix then a value
                     found.append(f"{source.relative_to(root)}:{number}: {name}")
     assert not found, found
+    assert len([*root.glob("sweeps/**/*.py")]) > 20, "the product's modules were read"
 
 
 def test_export_study_writes_each_ending_as_its_optuna_state(run_folder):

@@ -1,4 +1,4 @@
-"""Search settings simulated on recorded curves (sweeps/simulate.py): a case worked out by
+"""Search settings simulated on recorded curves (sweeps/sim/simulate.py): a case worked out by
 hand, the nearest-configuration table, real Optuna samplers over many seeds, the CLI."""
 
 import json
@@ -10,8 +10,8 @@ from conftest import preset
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.simulate import (SEED_BASE, SETTINGS, Nearest, Recorded, Recording, Setting, compare, load_recording,
-                             simulate)
+from sweeps.search import SETTINGS, Setting
+from sweeps.sim.simulate import SEED_BASE, Nearest, Recorded, Recording, compare, load_recording, simulate
 
 SEARCH = {"lr": {"loguniform": [1e-3, 1.0]}, "optimizer": {"choice": ["sgd", "adam"]}}
 # the four curves of tests/test_replay.py, each with its configuration and test accuracy
@@ -154,17 +154,17 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
 
     import optuna
 
-    from sweeps.plan import SweepPlan
+    from sweeps.engine.driver import make_searcher
+    from sweeps.planner import describe_plan, make_plan
     from sweeps.presets import load_preset
-    from sweeps.simulate import default_setting
-    from sweeps.tune import make_searcher
+    from sweeps.search import default_setting
 
     initial = {"lr": 0.05, "weight_decay": 5e-4}  # the test preset searches these two
-    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=8, initial=initial)), overrides=[], samples=None,
+    plan = make_plan(load_preset(preset(tmp_path, trials=8, initial=initial)), overrides=[], samples=None,
                           concurrency=2, gpus=None, cpus=None, storage=str(tmp_path / "runs"), name="s", seed=3)
     chosen = default_setting(plan.trials)
     assert plan.search_setting == chosen == SETTINGS["resweep"]
-    assert chosen.label in plan.describe()
+    assert chosen.label in describe_plan(plan)
     searcher = make_searcher(plan, 2).searcher
     kinds = {"qmc": optuna.samplers.QMCSampler, "tpe": optuna.samplers.TPESampler,
              "random": optuna.samplers.RandomSampler}
@@ -174,7 +174,30 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     assert dataclasses.replace(plan, warm_start={"run": "earlier"}).search_setting == SETTINGS["tpe-quarter"]
     two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
     assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
-    random = make_searcher(dataclasses.replace(plan, sampler="random"), 2).searcher
+    # a setting named as `sweep simulate` prints it
+    random = make_searcher(dataclasses.replace(plan, setting="random-seed"), 2).searcher
     assert isinstance(random._sampler, optuna.samplers.RandomSampler)
-    nsga2 = make_searcher(dataclasses.replace(two, sampler="nsga2"), 2).searcher
+    nsga2 = make_searcher(dataclasses.replace(two, setting="nsga2"), 2).searcher
     assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
+
+
+def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting(tmp_path):
+    """resweep.json before the settings were named held `sampler` (default | tpe | random |
+    nsga2): such a run folder still reads, each as the setting it meant."""
+    import json
+
+    from sweeps.planner import make_plan
+    from sweeps.presets import load_preset
+    from sweeps.runfolder.layout import plan_file
+    from sweeps.runfolder.plan import SweepPlan
+
+    plan = make_plan(load_preset(preset(tmp_path, trials=8)), overrides=[], samples=None, concurrency=2, gpus=None,
+                     cpus=None, storage=str(tmp_path / "runs"), name="old", seed=3)
+    plan.save()
+    for old, setting in {"tpe": "tpe-quarter", "random": "random-seed", "nsga2": "nsga2", "default": "resweep"}.items():
+        fields = json.loads(open(plan_file(plan.path)).read())
+        fields.pop("setting", None)
+        fields["sampler"] = old
+        with open(plan_file(plan.path), "w") as f:
+            f.write(json.dumps(fields))
+        assert SweepPlan.load(plan.path).search_setting.name == setting, old

@@ -7,12 +7,12 @@ import gzip
 import os
 from pathlib import Path
 
+import fakedata
 import pytest
 import torch
+from conftest import tiny
 from typer.testing import CliRunner
 
-import fakedata
-from conftest import tiny
 from sweeps.cli import app
 from trainer import load_model, train
 from trainer.catalog import BY_NAME as CATALOG
@@ -143,7 +143,7 @@ def test_every_data_set_is_listed_by_sweep_datasets_and_in_the_readme():
 def test_changing_the_dataset_brings_its_own_image_size_and_augment(tmp_path):
     """`--set dataset=mnist` on the quickstart trains MNIST at 28 px without flips; a value set
     alongside wins; the plan of a sweep shows the same."""
-    from sweeps.plan import SweepPlan
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
     from trainer.config import apply_overrides
 
@@ -154,5 +154,5 @@ def test_changing_the_dataset_brings_its_own_image_size_and_augment(tmp_path):
     eurosat = apply_overrides(quickstart, ["dataset=eurosat", "image_size=32"])
     assert (eurosat.image_size, eurosat.augment) == (32, "cifar")
     assert apply_overrides(quickstart, ["lr=0.1"]).image_size == 16  # the preset's own stay
-    plan = SweepPlan.make(load_preset("quickstart"), ["dataset=pets"], 2, None, None, None, str(tmp_path), "p", 0)
+    plan = make_plan(load_preset("quickstart"), ["dataset=pets"], 2, None, None, None, str(tmp_path), "p", 0)
     assert (plan.train["image_size"], plan.train["augment"]) == (224, "imagenet")

@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
-from sweeps.layout import STATE_ARCHIVE
-from sweeps.snapshot import remove_orphans, restore_archive
-from sweeps.storage import absolute, join, local_folder, split_name
+from sweeps.engine.archive import remove_orphans, restore_archive
+from sweeps.runfolder.layout import STATE_ARCHIVE
+from sweeps.runfolder.storage import absolute, join, local_folder, split_name
 
 ENDPOINT = "endpoint_override=127.0.0.1:9000&scheme=http"
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import preset
 from faultproxy import FaultProxy
 
@@ -25,7 +24,7 @@ EPOCHS = 4
 
 @pytest.fixture
 def store(tmp_path):
-    from sweeps.localcluster import CREDENTIALS, S3Server
+    from tools.localcluster import CREDENTIALS, S3Server
 
     server = S3Server(tmp_path / "s3").start()
     proxy = FaultProxy(server.port)
@@ -42,7 +41,7 @@ def _epochs_in_bucket(server, name: str) -> dict[str, list[int]]:
     """trial folder -> epochs in its result file, read from the S3 server directly (not through the proxy)."""
     import pyarrow.fs
 
-    from sweeps.rundir import parse_results
+    from sweeps.runfolder.results import parse_results
 
     fs = server.filesystem()
     found = {}
@@ -93,7 +92,7 @@ def test_a_sweep_that_ends_while_the_store_is_away_waits_for_it_and_stores_its_l
     state, Tune's reading of it and the summary meet the outage (they used to end the sweep with
     exit 1, a traceback, its last state never stored); they wait for the store, and the run
     folder ends whole."""
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     server, proxy, env = store
     name, epochs = "ending", 2
@@ -142,7 +141,7 @@ def test_a_sweep_that_ends_while_the_store_is_away_waits_for_it_and_stores_its_l
 
 
 def test_past_the_window_the_driver_says_so_in_one_line_and_resume_finishes(store, tmp_path):
-    from sweeps.rundir import load_run
+    from sweeps.runfolder.run import load_run
 
     server, proxy, env = store
     env = {**env, "RESWEEP_STORE_WAIT_S": "3"}

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import preset
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
-from conftest import preset
 from sweeps.cli import app
-from sweeps.rundir import experiment_state, load_run, read_results
+from sweeps.runfolder.results import read_results
+from sweeps.runfolder.run import load_run
+from sweeps.runfolder.tunestate import experiment_state
 
 pytestmark = pytest.mark.slow
 
@@ -108,22 +110,22 @@ def test_a_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from sweeps.plan import SweepPlan
+    from sweeps.engine.driver import run_sweep
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
-    from sweeps.tune import run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        plan = SweepPlan.make(load_preset(preset(tmp_path, trials=4, epochs=2)), overrides=[], samples=None,
+        plan = make_plan(load_preset(preset(tmp_path, trials=4, epochs=2)), overrides=[], samples=None,
                               concurrency=2, gpus=None, cpus=None, storage=str(tmp_path / "shared"), name="two",
                               seed=None)
         summary = run_sweep(plan, address=cluster.address)
     finally:
         ray.shutdown()
         cluster.shutdown()
-    trials = load_run(summary["path"]).trials
+    trials = load_run(summary.path).trials
     print(trials[["trial_index", "status", "epochs_trained", "node"]].to_string())
     assert set(trials["status"]) == {"TERMINATED"}
     assert trials["node"].nunique() == 2
@@ -250,7 +252,7 @@ def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_pla
         next(folder.glob("experiment_state-*.json")).write_text(older)
     # from the files alone: short of the plan, or never done (the searcher holds the lost trial's
     # place); a process of its own, ended with everything it started after 30 s
-    from sweeps.localcluster import Session
+    from tools.localcluster import Session
 
     short = Session([str(Path(sys.executable).parent / "sweep"), "resume", str(torn), "--local"], dict(os.environ),
                     tmp_path / "torn.log")

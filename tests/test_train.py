@@ -3,8 +3,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import tiny
+
 from trainer import DivergedError, load_model, train
 from trainer.checkpoint import load_checkpoint
 from trainer.config import from_dict
@@ -32,7 +32,7 @@ def test_the_config_and_the_run_folder_writers_do_not_import_torch():
     without making the run-folder code pay torch's import."""
     import subprocess
 
-    code = "import trainer.config, trainer.files, sweeps.storage, sys; print('torch' in sys.modules)"
+    code = "import trainer.config, trainer.files, sweeps.runfolder.storage, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -41,8 +41,8 @@ def test_a_trial_actor_imports_neither_optuna_nor_the_search_wiring():
     """What a Ray trial actor imports is paid once per actor, on the sweep's critical path."""
     import subprocess
 
-    code = ("import sweeps.trial, sys; "
-            "print(sorted(m for m in ('optuna', 'sweeps.tune', 'sweeps.rundir') if m in sys.modules))")
+    code = ("import sweeps.engine.trial, sys; "
+            "print(sorted(m for m in ('optuna', 'sweeps.engine.driver', 'sweeps.runfolder.run') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -113,8 +113,8 @@ def test_two_phase_fine_tuning_trains_the_head_then_everything():
     def report(metrics, save):
         seen.append((metrics["phase"], metrics["epoch_lr"]))
 
-    from trainer import train as train_fn
     import trainer.loop as loop
+    from trainer import train as train_fn
 
     snapshots = []
     original = loop.train_one_epoch

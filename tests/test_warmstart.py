@@ -6,13 +6,13 @@ import json
 import math
 
 import pytest
+from conftest import preset
 from typer.testing import CliRunner
 
 from analysis.report import write_report
-from conftest import preset
 from sweeps.cli import app
-from sweeps.plan import SweepPlan
-from sweeps.rundir import load_run
+from sweeps.planner import make_plan
+from sweeps.runfolder.run import load_run
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +55,11 @@ def test_a_warm_started_sweep_trains_the_earlier_best_first_and_the_report_names
 
 
 def test_the_optuna_study_holds_the_earlier_trials_with_their_epochs(earlier, tmp_path):
+    from sweeps.engine.driver import make_searcher
     from sweeps.presets import load_preset
-    from sweeps.tune import make_searcher
-    from sweeps.warmstart import load_warm_start
 
-    plan = SweepPlan.make(load_preset(preset(tmp_path, trials=8, epochs=3)), [], None, None, None, None,
-                          str(tmp_path / "runs"), "w", 5)
-    plan.warm_start = load_warm_start(str(earlier), plan)
+    plan = make_plan(load_preset(preset(tmp_path, trials=8, epochs=3)), [], None, None, None, None,
+                     str(tmp_path / "runs"), "w", 5, warm_start=str(earlier))
     study = make_searcher(plan, 2).searcher._ot_study  # the study TPE samples from
     before = load_run(str(earlier))
     told = [t for t in study.get_trials() if t.state.is_finished()]

@@ -18,8 +18,10 @@ import torch
 from typer.testing import CliRunner
 
 from sweeps.cli import app
-from sweeps.progress import SweepProgress
-from sweeps.rundir import experiment_state, load_run, read_results
+from sweeps.engine.progress import SweepProgress
+from sweeps.runfolder.results import read_results
+from sweeps.runfolder.run import load_run
+from sweeps.runfolder.tunestate import experiment_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

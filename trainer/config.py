@@ -7,13 +7,13 @@ and values of the wrong type or outside their allowed set, with a one-line messa
 
 from __future__ import annotations
 
-from .catalog import BY_NAME as CATALOG
-
 import dataclasses
 import difflib
 import math
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
+
+from .catalog import BY_NAME as CATALOG
 
 
 class ConfigError(ValueError):

@@ -36,9 +36,9 @@ from PIL import Image
 
 from .augment import storage_size
 from .config import TrainConfig
-from .files import atomic_write_bytes
 from .data import DataBundle, Split, channel_stats, data_root, resize_uint8, stratified_split
 from .errors import DataError
+from .files import atomic_write_bytes
 
 log = logging.getLogger("resweep.data")
 

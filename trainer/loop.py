@@ -23,10 +23,10 @@ from torch import nn
 from .augment import EvalTransform, PilEvalTransform, PilTrainTransform, TrainTransform
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict
+from .cost import measure_cost
 from .data import BatchLoader, DataBundle, PilLoader, Split
 from .datasets import load_data
-from .errors import OUT_OF_MEMORY, DIVERGED, TrainerError
-from .cost import measure_cost
+from .errors import DIVERGED, OUT_OF_MEMORY, TrainerError
 from .models import build_model, set_backbone_trainable, train_mode
 from .optim import Schedule, build_optimizer, build_schedule, l1_penalty
 
@@ -256,13 +256,14 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
             metrics["finished_at"] = time.time()  # wall clock: orders the epochs of concurrent runs
             history.append(dict(metrics))
 
-            def save(folder: Path, _epoch=epoch + 1, _history=list(history)) -> Path:
+            # bound now: the epoch, its phase and the history as they are at this epoch's end
+            def save(folder: Path, _epoch=epoch + 1, _phase=phase, _history=tuple(history)) -> Path:
                 checkpoint = {
-                    "model": model.state_dict(), "optimizer": phase.optimizer.state_dict(),
-                    "scheduler": phase.schedule.state_dict(), "epoch": _epoch, "phase": phase.index,
+                    "model": model.state_dict(), "optimizer": _phase.optimizer.state_dict(),
+                    "scheduler": _phase.schedule.state_dict(), "epoch": _epoch, "phase": _phase.index,
                     "rng": _rng_state(device), "data_generator": data_gen.get_state(),
                     "augment_generator": augment_gen.get_state(), "config": config.to_dict(),
-                    "history": _history, "classes": list(data.classes), "mean": list(data.mean),
+                    "history": list(_history), "classes": list(data.classes), "mean": list(data.mean),
                     "std": list(data.std),
                 }
                 return save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)

@@ -69,3 +69,13 @@ def current_names(row: dict) -> dict:
     if not any(old in row for old in FORMER_NAMES):
         return row
     return {FORMER_NAMES.get(k, k) if FORMER_NAMES.get(k) not in row else k: v for k, v in row.items()}
+
+
+def sign(mode: str) -> float:
+    """+1 where "max" is best, -1 where "min" is: `sign * value` is larger for a better value."""
+    return 1.0 if mode == "max" else -1.0
+
+
+def direction(mode: str) -> str:
+    """A mode as Optuna names it: "maximize" or "minimize"."""
+    return "maximize" if mode == "max" else "minimize"

@@ -27,7 +27,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 # --- the model: ResNet9 (conv-conv/pool-res-conv/pool-conv/pool-res, max pool, linear)
 # Written again on purpose (a user's script has no trainer/models.py); peers.py checks it
 # gives resweep's output for the same weights before it measures anything.

@@ -62,7 +62,7 @@ def draw_configs(search: dict, initial: dict, count: int, seed: int) -> list[dic
     """`count` configurations: the seed configuration, then independent random draws."""
     import optuna
 
-    from sweeps.presets import optuna_distributions
+    from sweeps.search import optuna_distributions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = optuna_distributions(search)
@@ -90,11 +90,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args()
 
-    from sweeps.plan import SweepPlan
+    from sweeps.planner import make_plan
     from sweeps.presets import load_preset
 
     preset = load_preset(args.preset)
-    plan = SweepPlan.make(preset, overrides=args.overrides, samples=None, concurrency=None, gpus=0, cpus=1,
+    plan = make_plan(preset, overrides=args.overrides, samples=None, concurrency=None, gpus=0, cpus=1,
                           seed=None, storage="/tmp", name="record",
                           data_dir=os.path.abspath(args.data_dir) if args.data_dir else None)
     search = {k: {p.kind: p.args} for k, p in preset.search.items()}

@@ -5,7 +5,7 @@ the constant liar, whether the preset's seed configuration runs first) and on ch
 sweep says little about a setting. Here a setting is judged on many seeds at once: Optuna's
 real sampler proposes configurations, each is answered by the recorded learning curve of the
 nearest configuration trained to the end once (a nearest-neighbour table, as Syne Tune's
-simulator uses), and ASHA (`sweeps.replay.asha`, Ray's bracket) stops trials epoch by epoch, a
+simulator uses), and ASHA (`sweeps.sim.asha.asha`, Ray's bracket) stops trials epoch by epoch, a
 new one starting as a slot frees, `concurrency` at a time; each trial that ends is told to the
 sampler with its last value, as Ray Tune's OptunaSearch does.
 
@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import RunFolderError
-from .replay import Curve, asha
+from sweeps.errors import RunFolderError
+from sweeps.runfolder.run import load_run, plain
+from sweeps.search import Setting, make_sampler, optuna_distributions
+from sweeps.sim.asha import Curve, asha
+from trainer.metrics import direction
+from trainer.metrics import sign as metric_sign
 
 CHOICE_MISMATCH = 1.0  # distance added per categorical that differs: more than any numeric gap (at most 1)
 
@@ -58,71 +61,6 @@ class Recording:
 
     def curve(self, index: int) -> Curve:
         return Curve(self.configs[index].values, self.configs[index].seconds)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """How a sweep searches."""
-    name: str
-    sampler: str = "tpe"  # tpe | random | qmc | nsga2 (several objectives only)
-    startup: int = 0  # TPE's random trials before it models (0: a quarter of the trials, `startup_trials`)
-    constant_liar: bool = True  # TPE: running trials count as bad, so concurrent trials spread out
-    seed_first: bool = True  # the preset's seed configuration is the first trial
-
-    @property
-    def label(self) -> str:
-        return {"tpe": "Optuna TPE", "random": "random search", "qmc": "Optuna quasi-random Sobol points",
-                "nsga2": "Optuna NSGA-II"}[self.sampler]
-
-
-def startup_trials(trials: int) -> int:
-    """TPE's random start in the `tpe-quarter` setting: a quarter of the trials, 2 to 10."""
-    return min(10, max(2, trials // 4))
-
-
-# resweep's default, decided by `benchmarks/search_settings.py` on two recordings at 8, 20 and
-# 50 trials, 100 seeds each (BENCHMARKS.md, "Search settings"): scrambled Sobol points after the
-# seed configuration had the highest mean and 10th percentile of the best's test accuracy at
-# every budget on the image folder (tied on the saturated digits), with 20-40% fewer epochs than
-# TPE, whose picks ASHA stops less often. The sweep builds its sampler from this.
-RESWEEP = Setting("resweep", sampler="qmc")
-SETTINGS = {
-    "resweep": RESWEEP,
-    "tpe-defaults": Setting("tpe-defaults", startup=10, constant_liar=False, seed_first=False),
-    # resweep's default until 2026-11-24, and still its sampler for warm starts and several objectives
-    "tpe-quarter": Setting("tpe-quarter"),
-    "tpe-no-liar": Setting("tpe-no-liar", constant_liar=False),
-    "tpe-no-seed": Setting("tpe-no-seed", seed_first=False),
-    "tpe-startup-2": Setting("tpe-startup-2", startup=2),
-    "tpe-startup-10": Setting("tpe-startup-10", startup=10),
-    "random": Setting("random", sampler="random", seed_first=False),
-    "random-seed": Setting("random-seed", sampler="random"),
-    "qmc": Setting("qmc", sampler="qmc", seed_first=False),
-}
-
-
-NSGA2 = Setting("nsga2", sampler="nsga2")  # the other multi-objective sampler (benchmarks/multi_objective.py)
-
-
-def default_setting(trials: int) -> Setting:
-    """The setting a sweep of `trials` searches with: the same at every budget measured (8 to 50)."""
-    return RESWEEP
-
-
-def make_sampler(setting: Setting, trials: int, seed: int):
-    """The Optuna sampler of `setting` for a sweep of `trials`."""
-    import optuna
-
-    if setting.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if setting.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
-    if setting.sampler == "qmc":
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                          warn_independent_sampling=False, warn_asynchronous_seeding=False)
-    startup = setting.startup or startup_trials(trials)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=setting.constant_liar)
 
 
 class Nearest:
@@ -168,13 +106,11 @@ def simulate(recording: Recording, setting: Setting, trials: int, seed: int, con
     runs it), as a warm start's best do."""
     import optuna
 
-    from .presets import optuna_distributions
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     nearest = nearest or Nearest(recording)
     distributions = optuna_distributions(recording.search)
-    direction = "maximize" if recording.mode == "max" else "minimize"
-    study = optuna.create_study(direction=direction, sampler=make_sampler(setting, trials, seed))
+    study_direction = direction(recording.mode)
+    study = optuna.create_study(direction=study_direction, sampler=make_sampler(setting, trials, seed))
     if setting.seed_first and recording.initial:
         study.enqueue_trial(recording.initial)
     for params in first or []:
@@ -197,7 +133,7 @@ def simulate(recording: Recording, setting: Setting, trials: int, seed: int, con
     grace = grace_period or recording.grace_period
     trained = asha(propose, concurrency or recording.concurrency, grace if early_stopping else max_t,
                    reduction_factor or recording.reduction_factor, max_t, recording.mode, finished)
-    sign = 1 if recording.mode == "max" else -1
+    sign = metric_sign(recording.mode)
     done = [(max(sign * v for v in recording.configs[c].values), i) for i, c in enumerate(chosen)
             if trained[i] == max_t]
     _, best = max(done)
@@ -267,8 +203,6 @@ def load_recording(path: str) -> Recording:
 
 
 def _from_run(path: str) -> Recording:
-    from .rundir import load_run
-
     run = load_run(path)
     plan = run.plan
     configs = []
@@ -280,12 +214,9 @@ def _from_run(path: str) -> Recording:
         trial = scored[scored["trial_id"] == trial_id]
         if trial.empty:
             continue
-        params = {k: _plain(trial.iloc[0][k]) for k in plan.search}
+        params = {k: plain(trial.iloc[0][k]) for k in plan.search}
         configs.append(Recorded(params, [float(v) for v in rows[plan.metric]],
                                 [float(v) for v in rows["epoch_time_s"]], float(trial.iloc[0]["test_acc"])))
     return Recording(plan.search, dict(plan.initial), plan.metric, plan.mode, run.max_epochs, plan.grace_period,
                      float(plan.reduction_factor), plan.concurrency or 2, configs, path)
 
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -7,7 +7,7 @@ raylet gone, an instance that vanished), so a night of reclaims would use up the
 for errors in the trial's code and turn good trials into ERROR. Here a try counts as a node
 loss, and not against the retries, when:
 
-- the trial left a node its cloud gave notice for (`sweeps.trial.NodeReclaimed`);
+- the trial left a node its cloud gave notice for (`sweeps.engine.trial.NodeReclaimed`);
 - its actor died and Ray says the node was preempted, or the node is dead, or the node's
   raylet no longer answers (Ray's own health check takes seconds to see that).
 
@@ -15,7 +15,7 @@ A trial that met a store away for longer than the store window (`StoreError`, tr
 not counted either: the driver ends the sweep then too, and `sweep resume` goes on. An actor
 that died on a node that is still there (a segfault, the kernel's OOM killer) counts, as does
 any other exception of the trial. Node losses are counted too, apart (`node_losses` in Tune's
-trial state, which `sweeps.rundir` reads); past MAX_NODE_LOSSES a trial's losses count as
+trial state, which `sweeps.runfolder.tunestate` reads); past MAX_NODE_LOSSES a trial's losses count as
 failures again, so that a trial that takes its node down with it cannot loop for ever.
 
 One loss Tune does not recover by itself: a trial that waits to start (PENDING) is given a
@@ -44,8 +44,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.tune.execution.tune_controller import TuneController
 from ray.tune.experiment import Trial
 
-from .storage import StoreError
-from .trial import NodeReclaimed
+from sweeps.engine.trial import NodeReclaimed
+from sweeps.runfolder.storage import StoreError
 
 MAX_NODE_LOSSES = 20
 RAYLET_TIMEOUT_S = 2.0

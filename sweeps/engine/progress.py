@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from .storage import current_outage
+from sweeps.runfolder.storage import current_outage
 
 PLAIN_EVERY_S = 30.0
 LIVE_EVERY_S = 0.25  # rich redraws 4 times a second

@@ -10,7 +10,7 @@ takes, the driver also writes its files as one archive, `tune-state.tar` in the 
 folder: one object put on S3 (one rename on a disk) is stored whole or not at all. A
 resume puts the archive's files back first.
 
-Tune snapshots every TUNE_GLOBAL_CHECKPOINT_S seconds (set in `sweeps.tune`); a trial
+Tune snapshots every TUNE_GLOBAL_CHECKPOINT_S seconds (set in `sweeps.engine.driver`); a trial
 created in between, and lost with the driver, would be sampled anew on resume. So a
 snapshot is also taken, and archived, as soon as a trial is added, before it can start,
 unless the last one is very recent: the state grows with the trials (about 20 kB each), so
@@ -25,19 +25,39 @@ resume and its place sampled anew, losing nothing).
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
 
 from ray.tune import Callback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from .layout import (CHECKPOINT_DIR, STATE_FILE, is_state_file, is_trial_folder, result_file, state_archive,
-                     state_file, trial_folder, trial_folder_name)
-from .storage import (StoreError, delete, filesystem, gone_too_long, is_uri, join, list_folder, note_failure,
-                      note_success, read_text_or_none, store_wait_s, upload_file, write_bytes)
+from sweeps.runfolder.layout import (
+    CHECKPOINT_DIR,
+    STATE_FILE,
+    is_state_file,
+    is_trial_folder,
+    state_archive,
+    state_file,
+    trial_folder,
+    trial_folder_name,
+)
+from sweeps.runfolder.storage import (
+    StoreError,
+    delete,
+    filesystem,
+    gone_too_long,
+    is_uri,
+    join,
+    list_folder,
+    note_failure,
+    note_success,
+    read_text_or_none,
+    store_wait_s,
+    upload_file,
+    write_bytes,
+)
 
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
 # Tune's path of a run inside its filesystem -> the run's path or URI, for the runs this driver drives
@@ -191,62 +211,3 @@ def copy_staging(staging: Path, run_path: str) -> int:
     return len(files)
 
 
-def _stored_results(trial) -> list[dict]:
-    """The epochs a trial reported, as its result file in the run folder holds them."""
-    from .rundir import parse_results
-
-    fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path
-    try:
-        with fs.open_input_stream(result_file(folder)) as f:
-            return [r for r in parse_results(f.read().decode(errors="replace")) if not r.get("failure")]
-    except (FileNotFoundError, OSError):
-        return []
-
-
-class _SnapshotNewTrials:
-    """A scheduler that makes Tune snapshot the sweep, and archives it, as soon as a trial is
-    added and before it starts (choose_trial_to_run comes after the trial is registered)."""
-
-    _added = False
-    _last_end = 0.0  # time.monotonic() when the last forced snapshot ended
-    _last_cost = 0.0  # its duration, s
-
-    def on_trial_add(self, tune_controller, trial):
-        super().on_trial_add(tune_controller, trial)
-        self._added = True
-
-    def choose_trial_to_run(self, tune_controller):
-        if self._added and time.monotonic() - self._last_end >= SNAPSHOT_SPACING * self._last_cost:
-            self._added = False
-            start = time.monotonic()
-            # Schedulers get a wrapper that warns on methods outside its list; the controller's
-            # save_to_dir writes the state files to the driver's staging folder, nothing more.
-            controller = getattr(tune_controller, "_tune_controller", tune_controller)
-            for trial in controller.get_trials():
-                if trial.status == "PENDING" and not trial.relative_logdir:
-                    # name its folder now, so the snapshot holds the name: a trial restored without
-                    # one gets a new, suffixed folder where the old one exists
-                    trial.init_local_path()
-            controller.save_to_dir()
-            write_archive(controller.get_trials())
-            self._last_end = time.monotonic()
-            self._last_cost = self._last_end - start
-        return super().choose_trial_to_run(tune_controller)
-
-
-class SnapshottingASHA(_SnapshotNewTrials, ASHAScheduler):
-    """ASHA that, on a resume, learns the epochs of the trials that had finished: Tune keeps
-    no scheduler state, and a resumed sweep would otherwise judge its later trials against
-    the unfinished ones alone."""
-
-    def on_trial_add(self, tune_controller, trial):
-        super().on_trial_add(tune_controller, trial)
-        if trial.status != "TERMINATED":
-            return
-        for row in _stored_results(trial):
-            if self._time_attr in row and self._metric in row:
-                ASHAScheduler.on_trial_result(self, tune_controller, trial, row)
-
-
-class SnapshottingFIFO(_SnapshotNewTrials, FIFOScheduler):
-    pass

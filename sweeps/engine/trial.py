@@ -1,5 +1,5 @@
 """The worker side of a sweep: what runs inside a Ray Tune trial actor. Kept apart from
-`sweeps.tune` (the driver side) so that a trial actor imports only torch, Ray Tune's
+`sweeps.engine.driver` (the driver side) so that a trial actor imports only torch, Ray Tune's
 reporting API and the trainer, not Optuna, the search wiring or pandas' readers.
 
 A trial keeps its own checkpoints, in its folder of the run (`trial_<id>/checkpoint_<epoch>/`,
@@ -13,7 +13,7 @@ driver died. Tune's checkpoints are not used: Tune deletes an old one before the
 naming its successor is stored, and a driver killed in between left a trial that could
 not be resumed.
 
-Where the node's cloud gives notice that it takes the node back (`sweeps.notice`), the trial
+Where the node's cloud gives notice that it takes the node back (`sweeps.engine.notice`), the trial
 drains the node in Ray (no trial is placed there again, and Ray counts what dies there as
 preempted), writes the checkpoint of the epoch it is in and then leaves the node by raising
 `NodeReclaimed`, which the driver does not count against the trial's retries: it goes on
@@ -33,17 +33,26 @@ import ray
 import torch
 from ray import tune
 
+from sweeps.engine.notice import Notice, NoticeWatcher, notice_url
+from sweeps.runfolder.layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
+from sweeps.runfolder.storage import (
+    StoreError,
+    delete,
+    is_uri,
+    join,
+    list_folder,
+    local_folder,
+    store_wait_s,
+    upload_file,
+)
 from trainer.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from trainer.errors import CheckpointError
 from trainer.config import from_dict
 from trainer.data import DataBundle
 from trainer.datasets import data_key, load_data
+from trainer.errors import CheckpointError
 from trainer.loop import TrialHalted, train
 from trainer.metrics import COST
-
-from .notice import Notice, NoticeWatcher, notice_url
-from .layout import CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_name
-from .storage import StoreError, delete, is_uri, join, list_folder, local_folder, store_wait_s, upload_file
+from trainer.metrics import sign as metric_sign
 
 # Under a notice, a checkpoint that cannot be stored is tried until this long before the deadline.
 NOTICE_MARGIN_S = 10.0
@@ -55,7 +64,7 @@ _DATA: dict[tuple, DataBundle] = {}
 
 class NodeReclaimed(Exception):
     """The trial leaves a node its cloud is taking back, its newest epoch stored: a move, not an
-    error (`sweeps.tune` does not count it against the trial's retries)."""
+    error (`sweeps.engine.driver` does not count it against the trial's retries)."""
 
 
 def drain_node(node_id: str, notice: Notice) -> None:
@@ -126,7 +135,7 @@ def best_epoch(history: list[dict[str, Any]], epochs: list[int], metric: str, mo
     candidates = [e for e in epochs if e in values]
     if not candidates:
         return None
-    sign = 1 if mode == "max" else -1
+    sign = metric_sign(mode)
     return max(candidates, key=lambda e: (sign * values[e], e))
 
 

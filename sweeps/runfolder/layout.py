@@ -1,17 +1,17 @@
 """Where things are in a run folder: every path of a run is built here and only here.
 
-    RUN/resweep.json                       the plan (sweeps.plan)
-    RUN/driver.json                        who drives the sweep now: host, pid, heartbeat (sweeps.claim)
-    RUN/tune-state.tar                     Ray Tune's state, stored whole (sweeps.snapshot)
+    RUN/resweep.json                       the plan (sweeps.runfolder.plan)
+    RUN/driver.json                        who drives the sweep now: host, pid, heartbeat (sweeps.runfolder.claim)
+    RUN/tune-state.tar                     Ray Tune's state, stored whole (sweeps.engine.archive)
     RUN/experiment_state-*.json, ...       Ray Tune's state, copied file by file
     RUN/trial_<id>/params.json             the trial's configuration (written by Tune)
     RUN/trial_<id>/result.json             a JSON line per reported epoch (written by Tune)
     RUN/trial_<id>/error.txt               the traceback of a trial that raised (written by Tune)
-    RUN/trial_<id>/checkpoint_<epoch>/     the trial's kept checkpoints (sweeps.trial)
-    RUN/optuna.db                          the sweep as an Optuna study (sweeps.rundir)
+    RUN/trial_<id>/checkpoint_<epoch>/     the trial's kept checkpoints (sweeps.engine.trial)
+    RUN/optuna.db                          the sweep as an Optuna study (sweeps.runfolder.run)
     RUN/report/report.md                   `analysis report`'s default output (analysis.report)
 
-RUN is a local folder or a URI (s3://, gs://); paths are joined with `sweeps.storage.join`,
+RUN is a local folder or a URI (s3://, gs://); paths are joined with `sweeps.runfolder.storage.join`,
 which keeps a URI a URI. Imports nothing heavy: the trial actors, the driver and the readers
 all use it.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .storage import join
+from sweeps.runfolder.storage import join
 
 PLAN_FILE = "resweep.json"
 CLAIM_FILE = "driver.json"

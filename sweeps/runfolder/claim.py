@@ -1,7 +1,7 @@
 """One driver per run folder: `sweep run` and `sweep resume` claim the run before anything
 writes to it, and a second driver is refused with one line naming the holder.
 
-The claim is `RUN/driver.json` (sweeps.layout), holding who drives the run: host, pid, the
+The claim is `RUN/driver.json` (sweeps.runfolder.layout), holding who drives the run: host, pid, the
 command and a heartbeat.
 - On a disk (NFS included) the file is held with an exclusive `flock` for the driver's life.
   The kernel lets go when the process ends, however it ends (SIGKILL too), so a dead
@@ -27,9 +27,9 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import SweepError
-from .layout import claim_file
-from .storage import CONNECT_TIMEOUT_S, delete, is_uri, read_text_or_none, write_text
+from sweeps.errors import SweepError
+from sweeps.runfolder.layout import claim_file
+from sweeps.runfolder.storage import CONNECT_TIMEOUT_S, delete, is_uri, read_text_or_none, write_text
 
 HEARTBEAT_S = float(os.environ.get("RESWEEP_HEARTBEAT_S", "10"))  # a lease's heartbeat period
 STALE_AFTER_S = float(os.environ.get("RESWEEP_CLAIM_STALE_S", "60"))  # a lease older than this is taken over

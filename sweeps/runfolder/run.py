@@ -1,7 +1,7 @@
 """Reading a run folder: what `sweep status` and `analysis` know about a sweep, finished,
 interrupted or still running.
 
-A run folder (sweeps.layout names its files) holds the plan, Ray Tune's trial states (read
+A run folder (sweeps.runfolder.layout names its files) holds the plan, Ray Tune's trial states (read
 as JSON, never unpickled) and a folder per trial with its parameters, a JSON line per epoch
 (the names of trainer.metrics) and its kept checkpoints.
 """
@@ -9,25 +9,27 @@ as JSON, never unpickled) and a folder per trial with its parameters, a JSON lin
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sweeps.runfolder.layout import (
+    CHECKPOINT_DIR,
+    checkpoint_folder,
+    error_file,
+    is_trial_folder,
+    params_file,
+    trial_folder,
+    trial_folder_name,
+)
+from sweeps.runfolder.plan import SweepPlan
+from sweeps.runfolder.results import _checkpoint_of, read_results
+from sweeps.runfolder.storage import absolute, list_folder, read_text_or_none
+from sweeps.runfolder.tunestate import experiment_state
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
-from trainer.metrics import BY_NAME, COST, current_names
-
-from .errors import RunFolderError
-from .layout import (CHECKPOINT_DIR, CHECKPOINT_KEY, checkpoint_folder, error_file, is_state_file, is_trial_folder,
-                     optuna_db, params_file, result_file, state_file, trial_folder, trial_folder_name)
-from .plan import SweepPlan
-from .presets import optuna_distributions
-from .storage import absolute, list_folder, read_text_or_none, write_bytes
+from trainer.metrics import BY_NAME, COST
 
 # Columns of the trials table besides the sweep's metric (each trial's best value) and the
 # searched parameters. `epochs_trained`: epochs the trial trained, at most the plan's max_epochs.
@@ -56,83 +58,9 @@ class Outcome:
                 + self.unfinished + self.not_started)
 
 
-__all__ = ["Outcome", "Run", "RunFolderError", "load_run", "experiment_state", "read_results", "parse_results",
-           "export_study"]
-
-
-def experiment_state(run_path: str) -> dict[str, dict[str, Any]]:
-    """trial_id -> {status, retries, config} from Tune's newest experiment state (empty if none)."""
-    names = sorted(n for n, _ in list_folder(run_path) if is_state_file(n))
-    for name in reversed(names):
-        text = read_text_or_none(state_file(run_path, name))
-        try:
-            data = json.loads(text or "")
-        except ValueError:
-            continue  # being rewritten right now: take the one before
-        states = {}
-        for entry in data.get("trial_data", []):
-            try:
-                meta = json.loads(entry[0]) if isinstance(entry[0], str) else entry[0]
-                run_meta = json.loads(entry[1]) if isinstance(entry[1], str) else entry[1]
-            except (ValueError, IndexError, TypeError):
-                continue
-            tag = str(meta.get("experiment_tag", ""))
-            states[meta["trial_id"]] = {"status": meta.get("status", "UNKNOWN"),
-                                        "folder": meta.get("relative_logdir") or trial_folder_name(meta["trial_id"]),
-                                        "index": int(tag.split("_", 1)[0]) if tag[:1].isdigit() else 0,
-                                        "retries": int(run_meta.get("num_failures", 0) or 0),
-                                        "node_losses": int(run_meta.get("node_losses", 0) or 0),  # sweeps.reclaim
-                                        "config": meta.get("config", {})}
-        return states
-    return {}
-
-
-def read_results(trial_path: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
-    """The per-epoch results of a trial, by epoch, then its failure report if it ended with one.
-
-    An epoch reported twice counts once: a trial that restarts (a retry, a resumed sweep)
-    first reports again the epochs its checkpoint holds (`replayed`), which never replace a
-    first report; an epoch trained again replaces the earlier one. `keep_repeats`: every
-    line as written."""
-    path = result_file(trial_path)
-    return parse_results(read_text_or_none(path) or "", keep_repeats, source=path)
-
-
-def parse_results(text: str, keep_repeats: bool = False, source: str | None = None) -> list[dict[str, Any]]:
-    """`read_results` of a result file's text (older metric names read as today's). A last line
-    without its newline is still being written and is left for later; a whole line that does not
-    parse is damaged, skipped, and said once on stderr when the file is named by `source`."""
-    rows, damaged = [], 0
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        try:
-            row = current_names(json.loads(line))
-            if not isinstance(row, dict):
-                raise ValueError(line)
-            rows.append(row)
-        except (ValueError, AttributeError, TypeError):
-            finished = i < len(lines) - 1 or text.endswith("\n")
-            damaged += bool(finished and line.strip())
-    if damaged and source:
-        logging.getLogger("resweep").warning(f"{source}: {damaged} damaged line(s) skipped; the trial's other "
-                                             f"epochs are read")
-    if keep_repeats:
-        return rows
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for i, row in enumerate(rows):
-        if row.get("failure"):
-            continue
-        epoch = int(row.get("epoch", row.get("training_iteration", i + 1)))
-        if epoch not in by_epoch or not row.get("replayed") or by_epoch[epoch].get("replayed"):
-            by_epoch[epoch] = row
-    ending = [rows[-1]] if rows and rows[-1].get("failure") else []
-    return [by_epoch[k] for k in sorted(by_epoch)] + ending
-
-
-def _checkpoint_of(row: dict[str, Any]) -> str | None:
-    """The checkpoint folder of a result row (`checkpoint_dir_name`: runs from before trials
-    kept their own checkpoints)."""
-    return row.get(CHECKPOINT_KEY) or row.get("checkpoint_dir_name")
+def plain(value: Any) -> Any:
+    """A value of the trials table as Python has it (numpy's scalars as int, float, str)."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _finite(value: Any) -> float:
@@ -173,6 +101,23 @@ class Run:
         if trials.empty:
             return trials
         return trials[trials[self.metric].notna() & (trials["failure"] == "")]
+
+    def ranked(self) -> pd.DataFrame:
+        """Every trial, best first by the sweep's metric (ties in trial order); trials without a
+        value last. The one ranking: the summary, `analysis table`, the report and export use it."""
+        return self.trials.sort_values(self.metric, ascending=self.mode == "min", na_position="last", kind="stable")
+
+    def with_models(self) -> pd.DataFrame:
+        """The ranked trials a model can come from: a value of the metric, no failure (a failed
+        trial's value can be its best epoch's, before it diverged) and a kept checkpoint."""
+        ranked = self.ranked()
+        return ranked[ranked[self.metric].notna() & (ranked["failure"] == "") & (ranked["checkpoint"] != "")]
+
+    def best(self, with_model: bool = False) -> pd.Series | None:
+        """The best trial of those a ranking may name (`scored`); `with_model`: of those that kept
+        a checkpoint. None where there is none."""
+        ranked = self.with_models() if with_model else self.ranked()[self.ranked().index.isin(self.scored.index)]
+        return None if ranked.empty else ranked.iloc[0]
 
     def outcome(self) -> Outcome:
         trials = self.trials
@@ -256,38 +201,3 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
     return Run(run_path, plan, trials, pd.DataFrame(history))
 
 
-def export_study(run: Run) -> str:
-    """Write the sweep as an Optuna study to `<run>/optuna.db` (SQLite), for optuna-dashboard
-    and for the parameter importances of the report. Per-epoch values are its intermediate
-    values; trials stopped by ASHA are PRUNED."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    plan, trials, history = run.plan, run.trials, run.history
-    direction = "maximize" if plan.mode == "max" else "minimize"
-    distributions = optuna_distributions(plan.search)
-    with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "study.db")
-        study = optuna.create_study(storage=f"sqlite:///{db}", study_name=plan.name, direction=direction)
-        study.set_user_attr("preset", plan.preset)
-        for _, row in trials.iterrows():
-            params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
-            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in params.values()):
-                continue
-            value = row[plan.metric]
-            if row["status"] == "TERMINATED" and not row["failure"] and not math.isnan(value):
-                state = optuna.trial.TrialState.PRUNED if row["stopped_early"] else optuna.trial.TrialState.COMPLETE
-            elif row["status"] in ("ERROR", "TERMINATED"):
-                state = optuna.trial.TrialState.FAIL
-            else:
-                continue  # still running or pending
-            steps = history[history["trial_id"] == row["trial_id"]] if not history.empty else history
-            intermediate = {int(r["epoch"]): float(r[plan.metric]) for _, r in steps.iterrows()
-                            if plan.metric in r and not pd.isna(r[plan.metric])}
-            study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=distributions, state=state,
-                value=float(value) if state == optuna.trial.TrialState.COMPLETE else None,
-                intermediate_values=intermediate, user_attrs={"trial_id": row["trial_id"]}))
-        target = optuna_db(run.path)
-        write_bytes(target, Path(db).read_bytes())
-    return target

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainer.metrics import sign as metric_sign
+
 
 @dataclass
 class Curve:
@@ -33,7 +35,7 @@ class Curve:
 
 
 @dataclass
-class Outcome:
+class ReplayResult:
     epochs: int  # epochs trained in all
     fifo_epochs: int  # every trial to the end
     best: float  # best value seen in the epochs trained
@@ -57,7 +59,7 @@ def asha(propose: Callable[[], Curve | None], concurrency: int, grace_period: in
     they start; a new one starts whenever a running one ends, `concurrency` at a time.
     `finished(trial, epochs)` is called as each ends (a searcher learns from it before the next
     `propose`). Returns the epochs each trial trained, in start order."""
-    sign = 1.0 if mode == "max" else -1.0
+    sign = metric_sign(mode)
     milestones = rungs(grace_period, reduction_factor, max_t)
     recorded: dict[float, dict[int, float]] = {m: {} for m in milestones}  # rung -> trial -> value
     events: list[tuple[float, int, int]] = []  # (time, start order, epoch just finished)
@@ -95,7 +97,7 @@ def asha(propose: Callable[[], Curve | None], concurrency: int, grace_period: in
 
 
 def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_factor: float,
-           mode: str = "max") -> Outcome:
+           mode: str = "max") -> ReplayResult:
     """ASHA over `curves`, started in list order, `concurrency` at a time."""
     max_t = min(len(c.values) for c in curves)
     queue = iter(curves)
@@ -103,12 +105,12 @@ def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_f
     seen = [v for c, n in zip(curves, trained) for v in c.values[:n]]
     every = [v for c in curves for v in c.values[:max_t]]
     pick = max if mode == "max" else min
-    return Outcome(epochs=sum(trained), fifo_epochs=max_t * len(curves), best=pick(seen), fifo_best=pick(every),
+    return ReplayResult(epochs=sum(trained), fifo_epochs=max_t * len(curves), best=pick(seen), fifo_best=pick(every),
                    stopped=sum(1 for n in trained if n < max_t))
 
 
 def many_orders(pool: list[Curve], trials: int, concurrency: int, grace_period: int, reduction_factor: float,
-                orders: int, seed: int = 0, mode: str = "max") -> list[Outcome]:
+                orders: int, seed: int = 0, mode: str = "max") -> list[ReplayResult]:
     """`orders` replays, each of `trials` curves drawn from `pool` (without replacement) in a
     random order; FIFO is judged on the same draw."""
     rng = np.random.default_rng(seed)

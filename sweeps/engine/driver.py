@@ -1,15 +1,16 @@
-"""The Ray Tune wiring, driver side: the trainable (`sweeps.trial.run_trial`, which keeps a
+"""The Ray Tune wiring, driver side: the trainable (`sweeps.engine.trial.run_trial`, which keeps a
 checkpoint per epoch, the best and the newest) with its resources, Optuna's sampler (the plan's
 `search_setting`) under a concurrency limit, ASHA, retries from the last checkpoint, resume.
-With `sweeps.trial` and `sweeps.snapshot`, the only modules of resweep that import Ray."""
+With `sweeps.engine.trial` and `sweeps.engine.archive`, the only modules of resweep that import Ray."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 import warnings
-import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +27,41 @@ from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.engine.archive import ArchiveState, drive, remove_orphans, restore_archive
+from sweeps.engine.cluster import Cluster, check_reachable, find_cluster
+from sweeps.engine.progress import LiveProgress
+from sweeps.engine.reclaim import only_the_trials_own_failures_counted
+from sweeps.engine.schedulers import SnapshottingASHA, SnapshottingFIFO
+from sweeps.engine.tracking import TensorBoardLogger, check_trackers, tracking_callbacks
+from sweeps.engine.trial import run_trial
+from sweeps.errors import SweepError
+from sweeps.presets import PresetError, load_preset
+from sweeps.runfolder.claim import Claim
+from sweeps.runfolder.layout import (
+    OPTUNA_DB,
+    PLAN_FILE,
+    STATE_ARCHIVE,
+    STATE_FILE,
+    is_trial_folder,
+    plan_file,
+    trial_folder_name,
+)
+from sweeps.runfolder.plan import SweepPlan
+from sweeps.runfolder.run import Outcome, load_run, plain
+from sweeps.runfolder.storage import (
+    StoreError,
+    check_writable,
+    current_outage,
+    delete,
+    exists,
+    gone_too_long,
+    is_uri,
+    list_folder,
+)
+from sweeps.runfolder.study import export_study
+from sweeps.search import make_sampler, optuna_distributions
+from sweeps.warmstart import first_points, seed_searcher
 from trainer.datasets import load_data
-
-from .claim import Claim
-from .cluster import Cluster, check_reachable, find_cluster
-from .errors import SweepError
-from .layout import OPTUNA_DB, PLAN_FILE, STATE_ARCHIVE, STATE_FILE, is_trial_folder, plan_file, trial_folder_name
-from .plan import SweepPlan
-from .presets import PresetError, load_preset, optuna_distributions
-from .rundir import export_study, load_run
-from .progress import LiveProgress
-from .reclaim import only_the_trials_own_failures_counted
-from .snapshot import ArchiveState, SnapshottingASHA, SnapshottingFIFO, drive, remove_orphans, restore_archive
-from .storage import (StoreError, check_writable, current_outage, delete, exists, gone_too_long, is_uri,
-                      list_folder)
-from .tracking import TensorBoardLogger, check_trackers, tracking_callbacks
-from .trial import run_trial
-from .simulate import make_sampler
-from .warmstart import first_points, seed_searcher
 
 
 class _Hide(logging.Filter):
@@ -68,12 +86,12 @@ logging.getLogger("ray.tune.execution.tune_controller").addFilter(_Hide("Trial t
 logging.getLogger("ray.tune.utils.util").addFilter(_Hide("may be a performance bottleneck"))
 logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
     _Hide("Token authentication is enabled for this Ray cluster"))
-# A store that is away: resweep says so once, with since when (sweeps.storage); Tune logs a
+# A store that is away: resweep says so once, with since when (sweeps.runfolder.storage); Tune logs a
 # traceback at each of its failed copies.
 logging.getLogger("ray.tune.execution.experiment_state").addFilter(_Hide("Saving experiment state to storage"))
 logging.getLogger("ray.train._internal.syncer").addFilter(_Hide("failed", "Failed"))
 logging.getLogger("ray.train._internal.storage").addFilter(_Hide("Caught exception when creating directory"))
-# A restarted trial reports its earlier epochs again (sweeps.trial); Optuna keeps the first.
+# A restarted trial reports its earlier epochs again (sweeps.engine.trial); Optuna keeps the first.
 warnings.filterwarnings("ignore", message=r"The reported value is ignored because this `step=\d+` is already reported")
 
 
@@ -155,7 +173,7 @@ def make_searcher(plan: SweepPlan, concurrency: int):
 
 
 def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, resume: bool = False,
-              reuse_actors: bool = True, trackers: bool = True) -> dict:
+              reuse_actors: bool = True, trackers: bool = True) -> SweepSummary:
     """Run (or resume) the sweep of `plan` on the cluster `find_cluster(address, local)` picks;
     returns its summary. Trial actors are reused (a new trial skips the process start and the
     dataset load) unless `reuse_actors` is off; `trackers` off drops the plan's MLflow and W&B
@@ -214,7 +232,7 @@ def check_unused(run_path: str) -> None:
                          f"aside first")
 
 
-def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: bool, tracking: list) -> dict:
+def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: bool, tracking: list) -> SweepSummary:
     drive(plan.path)
     if resume:
         known = restore_archive(plan.path)  # Tune's state as one whole snapshot, not files copied in part
@@ -283,30 +301,45 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
         signal.signal(signal.SIGINT, before)
 
 
-def summarize(plan: SweepPlan, interrupted: bool = False) -> dict:
+@dataclass(frozen=True)
+class Best:
+    """The sweep's best trial, as its summary names it."""
+    trial_id: str
+    value: float  # its best value of the metric
+    epochs: int  # epochs it trained
+    params: dict[str, Any]  # its searched values
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep that ended (or stopped) did, for `sweep run` and `sweep resume` to say."""
+    path: str  # the run folder
+    metric: str
+    outcome: Outcome  # how its trials ended, counted as the report counts them
+    best: Best | None  # None: no trial has a value of the metric yet
+    interrupted: bool  # Ctrl-C, or trials left unfinished: `sweep resume` goes on
+    train_command: str | None  # the `sweep train` line that trains the best alone
+    finished: int  # trials TERMINATED (trained to the end, stopped early, or halted)
+
+
+def summarize(plan: SweepPlan, interrupted: bool = False) -> SweepSummary:
     run = load_run(plan.path, plan=plan)  # the store may be away: waited for, as through the sweep
-    trials = run.trials
     export_study(run)
-    counts = trials["status"].value_counts().to_dict() if not trials.empty else {}
-    best = None
-    scored = run.scored
-    if not scored.empty:
-        row = scored.sort_values(plan.metric, ascending=plan.mode == "min", kind="stable").iloc[0]  # as the report
-        best = {"trial_id": row["trial_id"], "value": float(row[plan.metric]), "epochs": int(row["epochs_trained"]),
-                "params": {k: _plain(row[k]) for k in plan.search}}
-    ended = run.outcome()
-    outcome = {"trained to the end": ended.trained_to_end, "stopped early by ASHA": ended.stopped_early,
-               "diverged or out of memory": ended.diverged + ended.out_of_memory, "errored": ended.errored,
-               "unfinished": ended.unfinished, "not started": ended.not_started}
-    return {"path": plan.path, "metric": plan.metric, "counts": counts, "outcome": outcome, "best": best,
-            "interrupted": interrupted or bool(outcome["unfinished"]),
-            "errored": counts.get("ERROR", 0), "train_command": train_command(plan, best["params"]) if best else None}
+    row = run.best()
+    best = None if row is None else Best(trial_id=row["trial_id"], value=float(row[plan.metric]),
+                                         epochs=int(row["epochs_trained"]),
+                                         params={k: plain(row[k]) for k in plan.search})
+    outcome = run.outcome()
+    return SweepSummary(path=plan.path, metric=plan.metric, outcome=outcome, best=best,
+                        interrupted=interrupted or bool(outcome.unfinished),
+                        train_command=train_command(plan, best.params) if best else None,
+                        finished=int((run.trials["status"] == "TERMINATED").sum()) if not run.trials.empty else 0)
 
 
 def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
     """The `sweep train` command line that trains `params` alone: the preset, then a --set for
     every training key the sweep changed (by --set, --max-epochs, --seed) and --data-dir."""
-    from .presets import preset_dir
+    from sweeps.presets import preset_dir
 
     preset_file = Path(plan.preset_path).resolve()  # absolute: the command works from any folder
     shipped = preset_file.parent == preset_dir().resolve()
@@ -321,6 +354,3 @@ def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
     return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file), *data_dir,
                        *(part for item in sets for part in ("--set", item))])
 
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -1,7 +1,7 @@
 """The cluster path on one machine: an autoscaling Ray cluster whose GPU workers are fake
 nodes started on demand, and an S3-compatible server, both on 127.0.0.1. What `ray up
 cluster.yaml` then `sweep run` on the head does, seen before paying for a cluster; `make
-cluster-demo` runs it (`python -m sweeps.localcluster`), and the tests use it.
+cluster-demo` runs it (`python -m tools.localcluster`), and the tests use it.
 
 - The S3 server is moto's (`pip install -e '.[test]'`), in its own process on a free port.
 - The cluster is `RAY_FAKE_CLUSTER=1 ray start --head --autoscaling-config=FILE` with Ray's
@@ -251,8 +251,8 @@ class Driver:
 
 def newest_checkpoints(run: str) -> dict[str, int]:
     """Per trial folder, the epoch of its newest checkpoint in the bucket."""
-    from .layout import CHECKPOINT_DIR, is_trial_folder, trial_folder
-    from .storage import list_folder
+    from sweeps.runfolder.layout import CHECKPOINT_DIR, is_trial_folder, trial_folder
+    from sweeps.runfolder.storage import list_folder
 
     found = {}
     for folder, is_dir in list_folder(run):
@@ -268,9 +268,11 @@ def kill_and_resume(s3: S3Server, cluster: FakeCluster, root: Path, index: int, 
     moment after a trial's second epoch; then `sweep resume`. What happened, measured."""
     import random
 
-    from .layout import is_trial_folder, trial_folder
-    from .rundir import experiment_state, load_run, read_results
-    from .storage import list_folder
+    from sweeps.runfolder.layout import is_trial_folder, trial_folder
+    from sweeps.runfolder.results import read_results
+    from sweeps.runfolder.run import load_run
+    from sweeps.runfolder.storage import list_folder
+    from sweeps.runfolder.tunestate import experiment_state
 
     name, env = f"demo-{index}", cluster.env()
     run = s3.uri(f"runs/{name}")

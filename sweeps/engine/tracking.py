@@ -16,9 +16,8 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 
+from sweeps.errors import SweepError
 from trainer.metrics import EPOCH_METRICS
-
-from .errors import SweepError
 
 # result key -> TensorBoard tag (trainer.metrics names both)
 TENSORBOARD_TAGS = {m.name: m.tag for m in EPOCH_METRICS if m.tag}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import SweepError
+from sweeps.errors import SweepError
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -102,7 +102,7 @@ def check_reachable(cluster: Cluster, timeout: float = CONNECT_TIMEOUT_S) -> Non
         hint = ("is the cluster still up? `ray start --head` begins one; " if "started on this node" in cluster.source
                 else "check the address and that the head node runs Ray (`ray status` there), ")
         raise SweepError(f"cannot join {where}: nothing listens at port {port}; {hint}{fix}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise SweepError(f"cannot join {where}: no answer within {timeout:g} s; check the address and that this "
                          f"machine reaches port {port} (firewall, security group), {fix}") from None
     except OSError as err:

@@ -1,0 +1,125 @@
+"""A sweep's plan: the preset with the command line's changes applied, where it runs and
+what it may cost. Saved as `resweep.json` in the run folder so that `sweep resume`,
+`sweep status` and `analysis` know what the run was."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sweeps.errors import RunFolderError
+from sweeps.runfolder.claim import Holder
+from sweeps.runfolder.layout import claim_file, plan_file
+from sweeps.runfolder.storage import (
+    absolute,
+    check_timeout_s,
+    is_uri,
+    join,
+    list_folder,
+    read_text_or_none,
+    split_name,
+    with_time_limit,
+    write_text,
+)
+from sweeps.search import OLD_NAMES, SETTINGS, Param, Setting, default_setting, setting_named
+from trainer.config import TrainConfig, from_dict
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep was asked to do, frozen once `sweeps.planner.make_plan` has built it."""
+
+
+    preset: str
+    preset_path: str
+    description: str
+    train: dict[str, Any]  # the fixed training config, every key, overrides applied
+    search: dict[str, dict[str, list]]  # key -> {distribution: args}
+    initial: dict[str, Any]
+    trials: int
+    concurrency: int  # 0: as many as the resources allow
+    gpu: float
+    cpu: float
+    grace_period: int
+    reduction_factor: float
+    metric: str
+    mode: str
+    seed: int
+    storage: str  # absolute folder or URI
+    name: str
+    overrides: list[str]  # the --set items, as given
+    created: float = 0.0
+    # how it searches: a setting of sweeps.search by name (as `sweep simulate` prints them), or
+    # "default" (see search_setting below); the baselines of benchmarks/ name theirs
+    setting: str = "default"
+    early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
+    mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
+    wandb: str = ""  # Weights & Biases project the trials are logged to; "": none
+    # what --warm-start took from an earlier sweep (sweeps/warmstart.py); {}: started from nothing
+    warm_start: dict[str, Any] = field(default_factory=dict)
+    # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
+    objectives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def search_setting(self) -> Setting:
+        """How the sweep searches. By default the setting chosen on recorded curves (sweeps/sim/simulate.py:
+        quasi-random points); TPE where the search must learn from trials it did not propose (a warm
+        start's earlier trials) or ranks several objectives (MOTPE, chosen in benchmarks/multi_objective.py)."""
+        if self.setting != "default":
+            return setting_named(self.setting)
+        if self.warm_start or self.objectives:
+            return SETTINGS["tpe-quarter"]
+        return default_setting(self.trials)
+
+    @property
+    def path(self) -> str:
+        return join(self.storage, self.name)
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.train["epochs"])
+
+    @property
+    def base_config(self) -> TrainConfig:
+        return from_dict(self.train)
+
+    def params(self) -> dict[str, Param]:
+        return {k: Param(*next(iter(v.items()))) for k, v in self.search.items()}
+
+    def save(self) -> None:
+        # in the plan's own order: the first objective is the metric, the search space reads as written
+        write_text(plan_file(self.path), json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, run_path: str) -> SweepPlan:
+        """The plan a run folder holds; RunFolderError (one line) where it is not a run folder."""
+        run_path = absolute(run_path)
+        if not is_uri(run_path) and Path(run_path).is_file():
+            raise RunFolderError(f"{run_path} is a file, not a run folder; give the folder `sweep run` printed")
+        # the first read of every command that opens a run: a store that does not answer is said in seconds
+        text = with_time_limit(lambda: read_text_or_none(plan_file(run_path), wait=0), check_timeout_s(), run_path)
+        if text is None:
+            holder = Holder.parse(read_text_or_none(claim_file(run_path)))
+            if holder is not None:
+                raise RunFolderError(f"{run_path} is being started by {holder.describe()} and has no plan yet; "
+                                     f"try again in a few seconds")
+            if not list_folder(run_path):
+                raise RunFolderError(f"{run_path}: no such run folder; give the path `sweep run` printed")
+            raise RunFolderError(f"{run_path}: not a sweep run folder (no {split_name(plan_file(run_path))[1]}); "
+                                 f"give the folder that `sweep run` printed")
+        try:
+            fields = json.loads(text)
+            if "sampler" in fields:  # a plan from before the settings were named: its sampler alone
+                sampler = fields.pop("sampler")
+                fields.setdefault("setting", sampler if sampler == "default" else OLD_NAMES.get(sampler, sampler))
+            plan = cls(**fields)
+        except (ValueError, TypeError) as err:
+            raise RunFolderError(f"{plan_file(run_path)} is damaged or from another version ({err}); it is "
+                                 f"written once when the sweep starts") from None
+        # the folder may have moved since: trust where it is now
+        if plan.path != run_path:
+            storage, name = split_name(run_path)
+            plan = replace(plan, storage=storage, name=name)
+        return plan

@@ -1,0 +1,58 @@
+"""A trial's result file: a JSON line per epoch (the names of trainer.metrics), then its
+failure report if it ended with one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sweeps.runfolder.layout import CHECKPOINT_KEY, result_file
+from sweeps.runfolder.storage import read_text_or_none
+from trainer.metrics import current_names
+
+
+def read_results(trial_path: str, keep_repeats: bool = False) -> list[dict[str, Any]]:
+    """The per-epoch results of a trial, by epoch, then its failure report if it ended with one.
+
+    An epoch reported twice counts once: a trial that restarts (a retry, a resumed sweep)
+    first reports again the epochs its checkpoint holds (`replayed`), which never replace a
+    first report; an epoch trained again replaces the earlier one. `keep_repeats`: every
+    line as written."""
+    path = result_file(trial_path)
+    return parse_results(read_text_or_none(path) or "", keep_repeats, source=path)
+
+def parse_results(text: str, keep_repeats: bool = False, source: str | None = None) -> list[dict[str, Any]]:
+    """`read_results` of a result file's text (older metric names read as today's). A last line
+    without its newline is still being written and is left for later; a whole line that does not
+    parse is damaged, skipped, and said once on stderr when the file is named by `source`."""
+    rows, damaged = [], 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        try:
+            row = current_names(json.loads(line))
+            if not isinstance(row, dict):
+                raise ValueError(line)
+            rows.append(row)
+        except (ValueError, AttributeError, TypeError):
+            finished = i < len(lines) - 1 or text.endswith("\n")
+            damaged += bool(finished and line.strip())
+    if damaged and source:
+        logging.getLogger("resweep").warning(f"{source}: {damaged} damaged line(s) skipped; the trial's other "
+                                             f"epochs are read")
+    if keep_repeats:
+        return rows
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        if row.get("failure"):
+            continue
+        epoch = int(row.get("epoch", row.get("training_iteration", i + 1)))
+        if epoch not in by_epoch or not row.get("replayed") or by_epoch[epoch].get("replayed"):
+            by_epoch[epoch] = row
+    ending = [rows[-1]] if rows and rows[-1].get("failure") else []
+    return [by_epoch[k] for k in sorted(by_epoch)] + ending
+
+def _checkpoint_of(row: dict[str, Any]) -> str | None:
+    """The checkpoint folder of a result row (`checkpoint_dir_name`: runs from before trials
+    kept their own checkpoints)."""
+    return row.get(CHECKPOINT_KEY) or row.get("checkpoint_dir_name")
