@@ -61,6 +61,9 @@ class Packaged(nn.Module):
         self.top = (input_size - image_size) // 2
         self.image_size = image_size
 
+    mean: torch.Tensor  # buffers, registered above
+    std: torch.Tensor
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images.float() / 255 - self.mean) / self.std
         x = x[:, :, self.top:self.top + self.image_size, self.top:self.top + self.image_size]

@@ -7,6 +7,8 @@ stage for the class maps, each stage for the per-stage maps of seed 004.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
@@ -17,11 +19,15 @@ from torch import nn
 
 def target_layers(model: nn.Module) -> list[nn.Module]:
     """The layer whose activations Grad-CAM weighs: the last residual stage."""
-    return [model.stages[-1]]
+    return [_stages(model)[-1]]
 
 
 def stage_layers(model: nn.Module) -> list[nn.Module]:
-    return list(model.stages)
+    return list(_stages(model))
+
+
+def _stages(model: nn.Module) -> nn.Sequential:
+    return cast(nn.Sequential, model.stages)  # trainer.models names a ResNet's residual stages so
 
 
 def cam_maps(model: nn.Module, images: torch.Tensor, classes: list[int], layer: nn.Module | None = None) -> np.ndarray:

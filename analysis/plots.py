@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 
@@ -11,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 
 from trainer.metrics import BY_NAME  # noqa: E402
 
@@ -26,7 +28,8 @@ def _save(fig, path: Path) -> Path:
 def trial_colours(trial_ids: list[str]) -> dict[str, tuple]:
     """One colour per trial, in the given order (best first): every picture of a report draws a
     trial in the same colour."""
-    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors + plt.get_cmap("Set1").colors
+    palette = [colour for name in ("tab10", "Dark2", "Set1")
+               for colour in cast("list[tuple]", cast(ListedColormap, plt.get_cmap(name)).colors)]
     return {trial_id: palette[i % len(palette)] for i, trial_id in enumerate(trial_ids)}
 
 
@@ -154,7 +157,7 @@ def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
                             color="white" if normalised[i, j] > 0.5 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")

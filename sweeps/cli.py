@@ -288,7 +288,7 @@ def simulate(
         recording = load_recording(recorded)
         if any(n > len(recording.configs) * 4 for n in trials or []):
             raise SweepError(f"{len(recording.configs)} recorded configurations are too few for "
-                             f"{max(trials)} trials; record more or ask for fewer")
+                             f"{max(trials or [0])} trials; record more or ask for fewer")
         chosen = [SETTINGS[name] for name in settings] if settings else list(SETTINGS.values())
         typer.echo(f"{recording.source}: {len(recording.configs)} configurations of {recording.max_epochs} epochs, "
                    f"metric {recording.metric} ({recording.mode}); ASHA grace "

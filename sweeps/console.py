@@ -17,7 +17,7 @@ try:  # typer 0.2x carries its own copy of click
     from typer._click.termui import echo
 except ImportError:  # older typer: click itself
     from click import echo
-    from click import exceptions as usage
+    from click import exceptions as usage  # type: ignore[no-redef]
 
 from sweeps.errors import RunFolderError, SweepError
 from sweeps.presets import PresetError
@@ -25,7 +25,8 @@ from sweeps.runfolder.storage import StoreError
 from trainer.config import ConfigError
 from trainer.errors import DataError, TrainerError
 
-USER_ERRORS = (ConfigError, PresetError, DataError, TrainerError, SweepError, RunFolderError, StoreError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, PresetError, DataError, TrainerError, SweepError,
+                                            RunFolderError, StoreError)
 
 @contextmanager
 def user_errors(extra: tuple[type[BaseException], ...] = ()) -> Iterator[None]:

@@ -27,12 +27,12 @@ class Param:
             return "choice(" + ", ".join(map(str, self.args)) + ")"
         return f"{self.kind}({self.args[0]:g}, {self.args[1]:g})"
 
-def optuna_distributions(search: dict[str, dict[str, list]]) -> dict:
+def optuna_distributions(search: dict[str, dict[str, list]]) -> dict[str, Any]:
     """The search space ({key: {kind: args}}, as presets and resweep.json write it) as Optuna
     distributions: the one definition the searcher, the exported study and the report share."""
     import optuna
 
-    out = {}
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, spec in search.items():
         kind, args = next(iter(spec.items()))
         if kind == "choice":

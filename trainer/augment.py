@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 # Per preset: crop kind, translate (fraction of side) or RandomResizedCrop scale, flips,
 # rotation degrees, cutout (fraction of side).
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     "none": dict(),
     "light": dict(translate=1 / 8, degrees=10.0),  # digits/synthetic: no flips (a flipped 2 is no 2)
     "cifar": dict(translate=4 / 32, hflip=True, degrees=5.0, cutout=16 / 32),  # seeds 003/004

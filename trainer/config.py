@@ -239,7 +239,7 @@ def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
     own image_size and augment (trainer.catalog) unless the items set them too: MNIST at 28 px
     without flips, not the 224 px and flips of a flowers preset."""
     updates = dict(parse_override(item) for item in items)
-    known = CATALOG.get(updates.get("dataset"))
+    known = CATALOG.get(str(updates.get("dataset", "")))
     if known is not None and updates["dataset"] != config.dataset:
         updates = {"image_size": known.image_size, "augment": known.augment, **updates}
     return from_dict(updates, base=config)

@@ -52,8 +52,8 @@ class DataBundle:
     val: Split
     test: Split
     classes: list[str]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per channel: three, or one for grayscale
+    std: tuple[float, ...]
 
     @property
     def num_classes(self) -> int:
@@ -181,3 +181,7 @@ class PilLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for images, labels in self.loader:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+# what an epoch iterates: the batch path, or the per-image PIL reference path
+Loader = BatchLoader | PilLoader

@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ def decode(path: str | Path, size: int, channels: int = 3) -> np.ndarray | None:
             w, h = image.size
             scale = size / min(w, h)
             image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                                 Image.BILINEAR, reducing_gap=None)
+                                 Image.Resampling.BILINEAR, reducing_gap=None)
             w, h = image.size
             left, top = (w - size) // 2, (h - size) // 2
             image = image.crop((left, top, left + size, top + size))
@@ -229,8 +230,8 @@ def _cifar(config: TrainConfig, name: str) -> DataBundle:
     tag = _key(str(root.resolve()), name)
     full = cached(cache_dir(config) / f"{name}-trainval-{size}px-{tag}.pt", lambda: build(True))
     test = cached(cache_dir(config) / f"{name}-test-{size}px-{tag}.pt", lambda: build(False))
-    train_idx, val_idx = stratified_split(full.labels.numpy(), (config.val_fraction,), seed=0)
-    train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+    train_idx, val_idx = (torch.from_numpy(i) for i in stratified_split(full.labels.numpy(), (config.val_fraction,),
+                                                                         seed=0))
     classes = list(read(False).classes)
     return DataBundle(Split(full.images[train_idx], full.labels[train_idx]),
                       Split(full.images[val_idx], full.labels[val_idx]), test, classes, *CIFAR_STATS)
@@ -384,6 +385,11 @@ def _idx_file(folders: list[Path], stem: str) -> Path | None:
     return None
 
 
+def _found(path: Path | None) -> Path:
+    assert path is not None, "checked by the caller: every file is there"
+    return path
+
+
 def _mnist_family(config: TrainConfig, name: str) -> DataBundle:
     cls_name, url = MNIST_FAMILY[name]
     root = data_root(config)
@@ -401,7 +407,7 @@ def _mnist_family(config: TrainConfig, name: str) -> DataBundle:
                                    f"in {root / name} or {root}, or pass --data-dir to their folder")
 
     def build(which: str) -> tuple[np.ndarray, np.ndarray]:
-        images_file, labels_file = (_idx_file(folders, stem) for stem in IDX_FILES[which])
+        images_file, labels_file = (_found(_idx_file(folders, stem)) for stem in IDX_FILES[which])
         images, labels = read_idx(images_file), read_idx(labels_file)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(f"{images_file}: {images.shape} images against {labels.shape} labels in {labels_file}; "
@@ -411,7 +417,7 @@ def _mnist_family(config: TrainConfig, name: str) -> DataBundle:
     import torchvision
 
     classes = list(getattr(torchvision.datasets, cls_name).classes)
-    source = str(_idx_file(folders, IDX_FILES["train"][0]).resolve())
+    source = str(_found(_idx_file(folders, IDX_FILES["train"][0])).resolve())
     return _tensor_bundle(config, name, build, classes, source)
 
 
@@ -467,7 +473,8 @@ def load_pets(config: TrainConfig) -> DataBundle:
     """Oxford-IIIT Pets (oxford-iiit-pet/images, annotations/trainval.txt and test.txt): 37 breeds."""
     url = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
     files = "oxford-iiit-pet/images/*.jpg and oxford-iiit-pet/annotations/{trainval,test}.txt"
-    splits, classes = {}, []
+    splits: dict[str, Any] = {}
+    classes: list[str] = []
     for split in ("trainval", "test"):
         ds = _torchvision_set("pets", "OxfordIIITPet", data_root(config), config, files, url, split=split)
         splits[split] = [(str(p), int(label)) for p, label in zip(ds._images, ds._labels)]

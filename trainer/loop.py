@@ -24,7 +24,7 @@ from .augment import EvalTransform, PilEvalTransform, PilTrainTransform, TrainTr
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, from_dict
 from .cost import measure_cost
-from .data import BatchLoader, DataBundle, PilLoader, Split
+from .data import BatchLoader, DataBundle, Loader, PilLoader, Split
 from .datasets import load_data
 from .errors import DIVERGED, OUT_OF_MEMORY, TrainerError
 from .models import build_model, set_backbone_trainable, train_mode
@@ -97,7 +97,7 @@ def phase_of(epoch: int, config: TrainConfig) -> int:
     return 0 if epoch < config.head_epochs else 1
 
 
-def train_one_epoch(model: nn.Module, loader: BatchLoader, phase: Phase, config: TrainConfig,
+def train_one_epoch(model: nn.Module, loader: Loader, phase: Phase, config: TrainConfig,
                     device: torch.device) -> dict[str, float]:
     train_mode(model)
     loss_sum = torch.zeros((), device=device)
@@ -129,7 +129,7 @@ def train_one_epoch(model: nn.Module, loader: BatchLoader, phase: Phase, config:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: BatchLoader, config: TrainConfig, device: torch.device) -> torch.Tensor:
+def predict(model: nn.Module, loader: Loader, config: TrainConfig, device: torch.device) -> torch.Tensor:
     """Logits (float32, on the CPU) of every image of `loader`, in order."""
     model.eval()
     out = []
@@ -141,7 +141,7 @@ def predict(model: nn.Module, loader: BatchLoader, config: TrainConfig, device: 
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def evaluate(model: nn.Module, loader: BatchLoader, config: TrainConfig, device: torch.device,
+def evaluate(model: nn.Module, loader: Loader, config: TrainConfig, device: torch.device,
              prefix: str = "val") -> dict[str, float]:
     logits = predict(model, loader, config, device)
     labels = loader.split.labels.cpu()
@@ -156,7 +156,7 @@ def evaluate(model: nn.Module, loader: BatchLoader, config: TrainConfig, device:
 
 
 def eval_loader(split: Split, config: TrainConfig, data: DataBundle,
-                device: torch.device | None = None) -> BatchLoader | PilLoader:
+                device: torch.device | None = None) -> Loader:
     """Batches of a split for evaluation, through the fast or the PIL path as `config` says."""
     device = device or split.images.device
     batch = max(config.batch_size, 256)
@@ -202,6 +202,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
     data_gen = torch.Generator().manual_seed(config.seed)
     augment_gen = torch.Generator().manual_seed(config.seed + 1)
     data = data or load_data(config)
+    train_loader: Loader
     if config.data_path == "pil":
         train_loader = PilLoader(data.train, config.batch_size,
                                  PilTrainTransform(config.image_size, data.mean, data.std, config.augment), device,
@@ -217,9 +218,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
         model = model.to(memory_format=torch.channels_last)
 
     start_epoch, history = 0, []
-    state = resume_from
-    if resume_from is not None and not isinstance(resume_from, dict):
-        state = load_checkpoint(resume_from, map_location=device)
+    state = load_checkpoint(resume_from, map_location=device) if isinstance(resume_from, (str, Path)) else resume_from
     if state is not None:
         check_resumable(state["config"], config)
         model.load_state_dict(state["model"])

@@ -12,6 +12,7 @@ Imports nothing: the driver, the trial actors and the readers all use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,6 @@ def sign(mode: str) -> float:
     return 1.0 if mode == "max" else -1.0
 
 
-def direction(mode: str) -> str:
+def direction(mode: str) -> Literal["maximize", "minimize"]:
     """A mode as Optuna names it: "maximize" or "minimize"."""
     return "maximize" if mode == "max" else "minimize"

@@ -143,9 +143,10 @@ class TorchvisionResNet(nn.Module):
         try:
             net = builder(weights=weights)
         except Exception as err:  # URLError, HTTPError, OSError, hash mismatch, ...
+            file = weights.url.rsplit("/", 1)[-1] if weights else "the weights file"
             raise TrainerError(
                 f"could not fetch ImageNet weights for {arch} ({type(err).__name__}: {str(err)[:80]}); "
-                f"put {weights.url.rsplit('/', 1)[-1]} in {torch.hub.get_dir()}/checkpoints "
+                f"put {file} in {torch.hub.get_dir()}/checkpoints "
                 f"or set pretrained=false") from None
         features = net.fc.in_features
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

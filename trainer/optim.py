@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,15 +34,14 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float, momentum:
 @dataclass
 class Schedule:
     scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
-    per_batch: bool  # step after every optimizer step, else once per epoch
-    on_metric: bool = False  # plateau: step(val_loss)
+    per_batch: bool  # step after every optimizer step, else once per epoch (plateau: on val_loss)
 
     def after_batch(self) -> None:
-        if self.per_batch:
+        if self.per_batch and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step()
 
     def after_epoch(self, val_loss: float) -> None:
-        if self.on_metric:
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val_loss)
         elif not self.per_batch:
             self.scheduler.step()
@@ -71,7 +71,7 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, *, lr: float, ep
         return Schedule(sched.StepLR(optimizer, step_size=step_size, gamma=gamma), per_batch=False)
     if name == "plateau":
         return Schedule(sched.ReduceLROnPlateau(optimizer, mode="min", factor=gamma, patience=plateau_patience),
-                        per_batch=False, on_metric=True)
+                        per_batch=False)
     if name == "cosine":
         floor = min_lr / lr
 
@@ -88,4 +88,4 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, *, lr: float, ep
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of |w| over the trainable weights (seed 004's L1 regulariser)."""
-    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+    return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad))

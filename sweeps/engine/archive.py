@@ -125,7 +125,9 @@ def _read_archive(run_path: str) -> dict[str, bytes]:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
         for member in tar.getmembers():
             if member.isfile() and STATE_FILE.match(member.name):  # plain names only: nothing lands elsewhere
-                members[member.name] = tar.extractfile(member).read()
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    members[member.name] = extracted.read()
     return members if any(is_state_file(name) for name in members) else {}
 
 

@@ -91,6 +91,7 @@ def check_reachable(cluster: Cluster, timeout: float = CONNECT_TIMEOUT_S) -> Non
     if cluster.local:
         return
     address = cluster.address
+    assert address is not None, "a cluster that is not local has an address"
     host, port = host_and_port(address)
     where = f"the Ray cluster at {address} (from {cluster.source})"
     fix = "or run with --local to start Ray on this machine"

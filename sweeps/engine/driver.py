@@ -103,7 +103,7 @@ def connect(cluster: Cluster) -> bool:
     """Join `cluster`, or start a local Ray instance; True if we started it."""
     if ray.is_initialized():
         return False
-    quiet = dict(logging_level=logging.WARNING, log_to_driver=False)
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
     if not cluster.local:
         try:
             ray.init(address=cluster.address, **quiet)
@@ -162,7 +162,8 @@ def make_searcher(plan: SweepPlan, concurrency: int):
         first = first_points(plan.warm_start)
     else:
         first = [dict(plan.initial)] if plan.initial and setting.seed_first else []
-    metric, mode = plan.metric, plan.mode
+    metric: str | list[str] = plan.metric
+    mode: str | list[str] = plan.mode
     if plan.objectives:  # Optuna's TPE is multi-objective by itself (MOTPE); each trial's last report counts
         metric, mode = list(plan.objectives), list(plan.objectives.values())
     searcher = OptunaSearch(space=distributions, metric=metric, mode=mode, sampler=sampler,
@@ -256,7 +257,9 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
             # the callbacks come from the plan, not from Tune's pickle of them: a tracker checked
             # (or dropped) above is the one used
-            tuner._local_tuner.get_run_config().callbacks = callbacks
+            restored = tuner._local_tuner
+            assert restored is not None, "a Tuner restored on this machine"
+            restored.get_run_config().callbacks = callbacks
         else:
             # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
             # training_iteration starts again at 1 in a restarted trial)

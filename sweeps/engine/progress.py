@@ -110,7 +110,7 @@ class LiveProgress(Callback):
         self.args = (metric, mode, total, max_epochs)
         self.live = live
         self._state: SweepProgress | None = None
-        self._display = None
+        self._display: Any = None  # rich's Live, where the output is a terminal
         self._printed = 0.0
         self._last_text = ""
         self._new_best = False
@@ -119,7 +119,7 @@ class LiveProgress(Callback):
         return {"args": self.args, "live": self.live, "_state": None, "_display": None, "_printed": 0.0,
                 "_last_text": "", "_new_best": False}
 
-    def setup(self, **info) -> None:
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self._state = SweepProgress(*self.args)
         self._printed = time.monotonic()  # the first plain line after 30 s, not at the start
         if self.live is None:
@@ -135,6 +135,8 @@ class LiveProgress(Callback):
     def _show(self, trials, force: bool = False) -> None:
         # the line reads every trial: built only when it is shown (a step is one result, and a
         # sweep of a thousand trials takes thousands of steps)
+        if self._state is None:
+            return
         now = time.monotonic()
         if self._display is not None:
             if force or now - self._printed >= LIVE_EVERY_S:

@@ -151,8 +151,9 @@ def only_the_trials_own_failures_counted() -> Iterator[None]:
                 self._set_trial_status(trial, Trial.RUNNING)  # as Tune's `_actor_failed` does for a new actor
         return recover(self, trial, exception)
 
-    Trial.handle_error, TuneController._process_trial_failure = handle_error, process_failure
+    # patched for the length of the sweep, and put back below
+    Trial.handle_error, TuneController._process_trial_failure = handle_error, process_failure  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Trial.handle_error, TuneController._process_trial_failure = counted, recover
+        Trial.handle_error, TuneController._process_trial_failure = counted, recover  # type: ignore[method-assign]

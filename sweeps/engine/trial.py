@@ -72,9 +72,10 @@ def drain_node(node_id: str, notice: Notice) -> None:
     the actors that die there count as preempted. Many trials of a node may ask; one is enough."""
     from ray.core.generated import autoscaler_pb2
 
-    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+    # Ray's generated protobuf module and its GCS client come without type information
+    reason = autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")  # type: ignore[attr-defined]
     try:
-        ray._private.worker.global_worker.gcs_client.drain_node(
+        ray._private.worker.global_worker.gcs_client.drain_node(  # type: ignore[attr-defined]
             node_id, reason, f"cloud notice ({notice.action}) from {notice.source}", int(notice.deadline * 1000),
             timeout=5)
     except Exception as err:  # the trial moves all the same; the node may only take one more trial first

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -166,13 +166,13 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
         epochs = int(epoch_rows[-1].get("epoch", len(epoch_rows))) if epoch_rows else 0
         values = [(_finite(r.get(metric)), r) for r in epoch_rows]
         values = [(v, r) for v, r in values if not math.isnan(v)]
-        best_value, best_row = (math.nan, {})
+        best_value, best_row = math.nan, cast(dict[str, Any], {})
         if values:
             best_value, best_row = (max if mode == "max" else min)(values, key=lambda vr: vr[0])
         kept = {n for n, is_dir in list_folder(path) if is_dir and CHECKPOINT_DIR.match(n)} if path else set()
         ranked = sorted(((v, r) for v, r in values if _checkpoint_of(r) in kept), key=lambda vr: vr[0],
                         reverse=mode == "max")
-        checkpoint = checkpoint_folder(path, _checkpoint_of(ranked[0][1])) if ranked else ""
+        checkpoint = checkpoint_folder(path, _checkpoint_of(ranked[0][1]) or "") if ranked and path else ""
         error = ""
         if status == "ERROR" and path:
             error_text = (read_text_or_none(error_file(path)) or "").strip().splitlines()

@@ -47,7 +47,7 @@ class ReplayResult:
         return self.epochs / self.fifo_epochs
 
 
-def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
+def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
     """The rung milestones of Ray's ASHA (one bracket), lowest first."""
     count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
     return [grace_period * reduction_factor ** k for k in range(count)]
