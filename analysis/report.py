@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.runfolder.layout import CHECKPOINT_DIR, REPORT_FILE, report_folder
+from sweeps.runfolder.plan import EarlierTrial
 from sweeps.runfolder.storage import is_uri, join, list_folder, local_folder, split_name
 from sweeps.search import optuna_distributions
 from trainer.checkpoint import load_checkpoint
@@ -195,14 +196,16 @@ def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
             f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - seed[metric]:+.4f}** at equal epochs")
 
 
-def inherited(run: Run) -> list[tuple[str, dict]]:
+def inherited(run: Run) -> list[tuple[str, EarlierTrial]]:
     """(this sweep's trial id, the earlier trial) for each configuration a warm start took from
     an earlier sweep and trained again, matched on the parameters."""
     warm = run.plan.warm_start
-    earlier = {t["trial_id"]: t for t in warm.get("trials", [])}
+    if warm is None:
+        return []
+    earlier = {t.trial_id: t for t in warm.trials}
     pairs = []
-    for earlier_id in warm.get("first", []):
-        params = earlier[earlier_id]["params"]
+    for earlier_id in warm.first:
+        params = earlier[earlier_id].params
         for _, row in run.trials.iterrows():
             if all(_same(row.get(k), v) for k, v in params.items()):
                 pairs.append((str(row["trial_id"]), earlier[earlier_id]))
@@ -222,21 +225,21 @@ def _warm_start_section(run: Run) -> list[str]:
     if not warm:
         return []
     metric = run.metric
-    seeded = warm["trials"]
-    pruned = sum(t["pruned"] for t in seeded)
+    seeded = warm.trials
+    pruned = sum(t.pruned for t in seeded)
     lines = ["## Warm start", "",
-             f"This sweep went on from `{warm['source']}` ({warm.get('preset', '')} on {warm.get('dataset', '')}): "
+             f"This sweep went on from `{warm.source}` ({warm.preset} on {warm.dataset}): "
              f"its {len(seeded)} scored trials ({len(seeded) - pruned} finished, {pruned} stopped early) seeded "
              f"the Optuna search before the first trial"
-             + ("; left out: " + ", ".join(f"{n} {why}" for why, n in warm["skipped"].items())
-                if warm.get("skipped") else "") + ".", ""]
+             + ("; left out: " + ", ".join(f"{n} {why}" for why, n in warm.skipped.items())
+                if warm.skipped else "") + ".", ""]
     pairs = inherited(run)
     if pairs:
         lines += ["Trials inherited from it: its best configurations, trained again first:", "",
                   f"| trial | inherited from | {metric} then | {metric} now | epochs now |", "|---|---|---|---|---|"]
         for trial_id, earlier in pairs:
             row = run.trials[run.trials["trial_id"] == trial_id].iloc[0]
-            lines.append(f"| `{trial_id}` | `{earlier['trial_id']}` | {earlier['value']:.4f} | "
+            lines.append(f"| `{trial_id}` | `{earlier.trial_id}` | {earlier.value:.4f} | "
                          f"{_fmt(row[metric])} | {int(row['epochs_trained'])} |")
         lines.append("")
     return lines

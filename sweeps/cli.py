@@ -192,11 +192,10 @@ def run(
                               mlflow=mlflow, wandb=wandb, epochs=max_epochs,
                               data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
                               early_stopping=not no_early_stopping, warm_start=warm_start)
-        if warm_start:
+        if plan.warm_start is not None and not dry_run:
             from sweeps.warmstart import describe
 
-            if not dry_run:
-                typer.echo(f"warm start: {describe(plan.warm_start)}")
+            typer.echo(f"warm start: {describe(plan.warm_start)}")
         if dry_run:
             typer.echo(describe_plan(plan))
             return

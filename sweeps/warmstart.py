@@ -18,9 +18,11 @@ import math
 from typing import Any
 
 from sweeps.errors import RunFolderError, SweepError
+from sweeps.runfolder.plan import EarlierTrial, SweepPlan, WarmStart
 from sweeps.runfolder.run import load_run, plain
 from sweeps.runfolder.storage import absolute
 from sweeps.search import Param
+from trainer.metrics import sign
 
 # The earlier best configurations trained first: a few, fewer in small sweeps.
 FIRST_AT_MOST = 3
@@ -46,7 +48,7 @@ def _in_space(param: Param, value: Any) -> tuple[bool, Any]:
     return param.contains(value), float(value)
 
 
-def load_warm_start(source: str, plan) -> dict[str, Any]:
+def load_warm_start(source: str, plan: SweepPlan) -> WarmStart:
     """What the sweep `plan` takes from the earlier sweep at `source` (folder or URI): the
     `warm_start` entry of its plan. Raises SweepError for an earlier sweep it cannot use."""
     flag = f"--warm-start {source}"
@@ -70,7 +72,7 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
                          f"search {key} here too, or warm-start from a sweep that fixed it")
     earlier_fixed = earlier.plan.train
     trials, history = earlier.trials, earlier.history
-    seeded: list[dict[str, Any]] = []
+    seeded: list[EarlierTrial] = []
     skipped: dict[str, int] = {}
     for _, row in trials.iterrows():
         value = row[plan.metric]
@@ -93,42 +95,40 @@ def load_warm_start(source: str, plan) -> dict[str, Any]:
             else history
         curve = [float(v) for v in steps[plan.metric]] if plan.metric in steps else []
         finished = row["status"] == "TERMINATED" and not row["stopped_early"]
-        seeded.append({"trial_id": str(row["trial_id"]), "params": params, "value": float(value),
-                       "pruned": not finished, "intermediate": [v for v in curve if not math.isnan(v)]})
+        seeded.append(EarlierTrial(trial_id=str(row["trial_id"]), params=params, value=float(value),
+                                   pruned=not finished, intermediate=[v for v in curve if not math.isnan(v)]))
     if not seeded:
         why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no trials"
         raise SweepError(f"{flag}: no earlier trial fits this sweep ({why}); warm-start from a sweep of "
                          f"this search space")
-    ranked = sorted(seeded, key=lambda t: (t["pruned"], -t["value"] if plan.mode == "max" else t["value"]))
-    first: list[dict[str, Any]] = []
+    ranked = sorted(seeded, key=lambda t: (t.pruned, -sign(plan.mode) * t.value))
+    first: list[EarlierTrial] = []
     for trial in ranked:  # distinct configurations: two trials of one config train it once
-        if len(first) < first_count(plan.trials) and all(t["params"] != trial["params"] for t in first):
+        if len(first) < first_count(plan.trials) and all(t.params != trial.params for t in first):
             first.append(trial)
-    return {"source": earlier.path, "preset": earlier.plan.preset,
-            "dataset": earlier_fixed.get("dataset", ""), "trials": seeded,
-            "first": [t["trial_id"] for t in first], "skipped": skipped}
+    return WarmStart(source=earlier.path, preset=earlier.plan.preset, dataset=earlier_fixed.get("dataset", ""),
+                     trials=seeded, first=[t.trial_id for t in first], skipped=skipped)
 
 
-def first_points(warm_start: dict[str, Any]) -> list[dict[str, Any]]:
+def first_points(warm_start: WarmStart) -> list[dict[str, Any]]:
     """The earlier best configurations, in the order they train first."""
-    by_id = {t["trial_id"]: t for t in warm_start.get("trials", [])}
-    return [dict(by_id[trial_id]["params"]) for trial_id in warm_start.get("first", [])]
+    by_id = {t.trial_id: t for t in warm_start.trials}
+    return [dict(by_id[trial_id].params) for trial_id in warm_start.first]
 
 
-def seed_searcher(searcher, warm_start: dict[str, Any]) -> None:
+def seed_searcher(searcher: Any, warm_start: WarmStart) -> None:
     """Add the earlier trials to an OptunaSearch's study as evaluated ones."""
-    for trial in warm_start.get("trials", []):
-        searcher.add_evaluated_point(trial["params"], None if trial["pruned"] else trial["value"],
-                                     pruned=trial["pruned"], intermediate_values=trial["intermediate"] or None)
+    for trial in warm_start.trials:
+        searcher.add_evaluated_point(trial.params, None if trial.pruned else trial.value,
+                                     pruned=trial.pruned, intermediate_values=trial.intermediate or None)
 
 
-def describe(warm_start: dict[str, Any]) -> str:
+def describe(warm_start: WarmStart) -> str:
     """One line for the plan and the run's start: what was taken from where."""
-    trials = warm_start["trials"]
-    pruned = sum(t["pruned"] for t in trials)
-    text = (f"{len(trials)} trials of {warm_start['source']} seed the search ({len(trials) - pruned} finished, "
-            f"{pruned} stopped early); its best {len(warm_start['first'])} configuration(s) train first")
-    skipped = warm_start.get("skipped") or {}
-    if skipped:
-        text += "; left out: " + ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+    trials = warm_start.trials
+    pruned = sum(t.pruned for t in trials)
+    text = (f"{len(trials)} trials of {warm_start.source} seed the search ({len(trials) - pruned} finished, "
+            f"{pruned} stopped early); its best {len(warm_start.first)} configuration(s) train first")
+    if warm_start.skipped:
+        text += "; left out: " + ", ".join(f"{n} {reason}" for reason, n in warm_start.skipped.items())
     return text

@@ -157,6 +157,7 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     from sweeps.engine.driver import make_searcher
     from sweeps.planner import describe_plan, make_plan
     from sweeps.presets import load_preset
+    from sweeps.runfolder.plan import WarmStart
     from sweeps.search import default_setting
 
     initial = {"lr": 0.05, "weight_decay": 5e-4}  # the test preset searches these two
@@ -171,7 +172,8 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     assert isinstance(searcher._sampler, kinds[chosen.sampler])
     assert searcher._points_to_evaluate == ([initial] if chosen.seed_first else [])
     # TPE where the search learns from trials it did not propose, or ranks several objectives
-    assert dataclasses.replace(plan, warm_start={"run": "earlier"}).search_setting == SETTINGS["tpe-quarter"]
+    warm = WarmStart("earlier", "p", "digits", [], [], {})
+    assert dataclasses.replace(plan, warm_start=warm).search_setting == SETTINGS["tpe-quarter"]
     two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
     assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
     # a setting named as `sweep simulate` prints it

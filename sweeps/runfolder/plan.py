@@ -28,6 +28,33 @@ from trainer.config import TrainConfig, from_dict
 
 
 @dataclass(frozen=True)
+class EarlierTrial:
+    """A trial of an earlier sweep that seeds this one's search (`--warm-start`)."""
+    trial_id: str
+    params: dict[str, Any]  # its configuration, in this sweep's space
+    value: float  # its best value of the metric
+    pruned: bool  # stopped early or unfinished: told to Optuna as pruned
+    intermediate: list[float]  # its metric after each epoch
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What `--warm-start` took from an earlier sweep (sweeps.warmstart builds it)."""
+    source: str  # the earlier run folder
+    preset: str
+    dataset: str
+    trials: list[EarlierTrial]  # every earlier trial that fits this sweep's space
+    first: list[str]  # the earlier trials whose configurations train first, in that order
+    skipped: dict[str, int]  # why the other trials were left out -> how many
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WarmStart:
+        return cls(source=data["source"], preset=data.get("preset", ""), dataset=data.get("dataset", ""),
+                   trials=[EarlierTrial(**t) for t in data.get("trials", [])], first=list(data.get("first", [])),
+                   skipped=dict(data.get("skipped") or {}))
+
+
+@dataclass(frozen=True)
 class SweepPlan:
     """What a sweep was asked to do, frozen once `sweeps.planner.make_plan` has built it."""
 
@@ -57,8 +84,8 @@ class SweepPlan:
     early_stopping: bool = True  # ASHA; False: every trial trains all its epochs (FIFO)
     mlflow: str = ""  # MLflow tracking URI the trials are logged to; "": none
     wandb: str = ""  # Weights & Biases project the trials are logged to; "": none
-    # what --warm-start took from an earlier sweep (sweeps/warmstart.py); {}: started from nothing
-    warm_start: dict[str, Any] = field(default_factory=dict)
+    # what --warm-start took from an earlier sweep; None: started from nothing
+    warm_start: WarmStart | None = None
     # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
     objectives: dict[str, str] = field(default_factory=dict)
 
@@ -114,8 +141,10 @@ class SweepPlan:
             if "sampler" in fields:  # a plan from before the settings were named: its sampler alone
                 sampler = fields.pop("sampler")
                 fields.setdefault("setting", sampler if sampler == "default" else OLD_NAMES.get(sampler, sampler))
+            warm = fields.get("warm_start")  # {} in plans of a sweep that started from nothing
+            fields["warm_start"] = WarmStart.from_dict(warm) if warm else None
             plan = cls(**fields)
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, KeyError) as err:
             raise RunFolderError(f"{plan_file(run_path)} is damaged or from another version ({err}); it is "
                                  f"written once when the sweep starts") from None
         # the folder may have moved since: trust where it is now
