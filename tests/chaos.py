@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/, not installed: `make chaos` runs this file
 from faultproxy import FaultProxy  # noqa: E402
 
 from tools.localcluster import DEMO_PRESET, Driver, FakeCluster, S3Server, cli  # noqa: E402

@@ -2,12 +2,24 @@
 S3 store away twice for 30-60 s and a worker node killed every 20-40 s, one of them during an
 outage. Every strike is survived with nothing lost."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from chaos import PRESET, run_sweep
 
-pytestmark = pytest.mark.slow
+HARNESS = Path(__file__).resolve().parent / "chaos.py"
 
 
+def test_the_harness_runs_as_make_chaos_runs_it(tmp_path):
+    """`make chaos` runs tests/chaos.py as a script, from anywhere: it finds tools/ by itself."""
+    out = subprocess.run([sys.executable, str(HARNESS), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "--runs" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_a_sweep_survives_node_kills_and_store_outages_under_load_with_nothing_lost(tmp_path):
     figures = run_sweep(tmp_path, "chaos", seed=7, disturbed=True, outage_s=(30, 40))  # make chaos: 30-60 s
     detail = figures["output"][-3000:]
