@@ -52,7 +52,7 @@ def parse_results(text: str, keep_repeats: bool = False, source: str | None = No
     ending = [rows[-1]] if rows and rows[-1].get("failure") else []
     return [by_epoch[k] for k in sorted(by_epoch)] + ending
 
-def _checkpoint_of(row: dict[str, Any]) -> str | None:
+def checkpoint_of(row: dict[str, Any]) -> str | None:
     """The checkpoint folder of a result row (`checkpoint_dir_name`: runs from before trials
     kept their own checkpoints)."""
     return row.get(CHECKPOINT_KEY) or row.get("checkpoint_dir_name")

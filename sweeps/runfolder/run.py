@@ -25,7 +25,7 @@ from sweeps.runfolder.layout import (
     trial_folder_name,
 )
 from sweeps.runfolder.plan import SweepPlan
-from sweeps.runfolder.results import _checkpoint_of, read_results
+from sweeps.runfolder.results import checkpoint_of, read_results
 from sweeps.runfolder.storage import absolute, list_folder, read_text_or_none
 from sweeps.runfolder.tunestate import experiment_state
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
@@ -116,7 +116,8 @@ class Run:
     def best(self, with_model: bool = False) -> pd.Series | None:
         """The best trial of those a ranking may name (`scored`); `with_model`: of those that kept
         a checkpoint. None where there is none."""
-        ranked = self.with_models() if with_model else self.ranked()[self.ranked().index.isin(self.scored.index)]
+        ranked = self.ranked()
+        ranked = self.with_models() if with_model else ranked[ranked.index.isin(self.scored.index)]
         return None if ranked.empty else ranked.iloc[0]
 
     def outcome(self) -> Outcome:
@@ -170,9 +171,9 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
         if values:
             best_value, best_row = (max if mode == "max" else min)(values, key=lambda vr: vr[0])
         kept = {n for n, is_dir in list_folder(path) if is_dir and CHECKPOINT_DIR.match(n)} if path else set()
-        ranked = sorted(((v, r) for v, r in values if _checkpoint_of(r) in kept), key=lambda vr: vr[0],
+        ranked = sorted(((v, r) for v, r in values if checkpoint_of(r) in kept), key=lambda vr: vr[0],
                         reverse=mode == "max")
-        checkpoint = checkpoint_folder(path, _checkpoint_of(ranked[0][1]) or "") if ranked and path else ""
+        checkpoint = checkpoint_folder(path, checkpoint_of(ranked[0][1]) or "") if ranked and path else ""
         error = ""
         if status == "ERROR" and path:
             error_text = (read_text_or_none(error_file(path)) or "").strip().splitlines()
