@@ -15,6 +15,7 @@ from sweeps.console import OneLineErrors, show_warnings, user_errors
 from sweeps.errors import SweepError
 from sweeps.presets import Preset, load_preset, preset_names
 from sweeps.runfolder.layout import enclosing_run
+from sweeps.runfolder.storage import check_writable
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
 from trainer.metrics import EPOCH_METRICS
 
@@ -199,6 +200,11 @@ def run(
         if dry_run:
             typer.echo(describe_plan(plan))
             return
+        # the store first, before Ray and torch are imported (seconds on a small machine): a store
+        # that does not answer is said within seconds of the command (run_sweep checks it again)
+        problem = check_writable(plan.storage)
+        if problem:
+            raise SweepError(f"results folder: {problem}")
         from sweeps.engine.driver import run_sweep
 
         result = run_sweep(plan, address=address, local=local)
