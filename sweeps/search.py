@@ -91,7 +91,7 @@ OLD_NAMES = {"tpe": "tpe-quarter", "random": "random-seed"}
 
 def setting_named(name: str) -> Setting:
     """The setting called `name`: one `sweep simulate` prints, or nsga2 (several objectives)."""
-    return {**SETTINGS, NSGA2.name: NSGA2}[OLD_NAMES.get(name, name)]
+    return {**SETTINGS, NSGA2.name: NSGA2}[name]
 
 def default_setting(trials: int) -> Setting:
     """The setting a sweep of `trials` searches with: the same at every budget measured (8 to 50)."""

@@ -203,3 +203,9 @@ def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting
         with open(plan_file(plan.path), "w") as f:
             f.write(json.dumps(fields))
         assert SweepPlan.load(plan.path).search_setting.name == setting, old
+    # a setting the code names that does not exist is one line, before anything runs
+    from sweeps.errors import SweepError
+
+    with pytest.raises(SweepError, match="no search setting 'tpe'"):  # the old name: only plan files map it
+        make_plan(load_preset(preset(tmp_path, trials=8)), overrides=[], samples=None, concurrency=2, gpus=None,
+                  cpus=None, storage=str(tmp_path / "runs"), name="bad", seed=3, setting="tpe")
