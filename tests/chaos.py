@@ -96,9 +96,9 @@ def kill_node(raylet: int) -> int:
 
 def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.Random, chaos: Chaos,
            start: float, say=print, outages: int = 2, outage_s: tuple[float, float] = (30, 60),
-           kill_every_s: tuple[float, float] | None = (20, 40)) -> None:
+           kill_every_s: tuple[float, float] | None = (20, 40), gap_s: tuple[float, float] = (40, 70)) -> None:
     """The chaos, until the driver ends: kills every `kill_every_s` at random (None: none), outages
-    of `outage_s` starting 25 s in and 40-70 s after the last one ended, and a kill 8-15 s into each."""
+    of `outage_s` starting 25 s in and `gap_s` after the last one ended, and a kill 8-15 s into each."""
     next_kill = start + rng.uniform(*kill_every_s) if kill_every_s else float("inf")
     next_outage = start + 25.0
     down_since = outage_ends = kill_in_outage = None
@@ -114,7 +114,7 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
             proxy.up()
             chaos.outages.append((down_since - start, now - start))
             say(f"  [{now - start:5.1f} s] store back")
-            outage_ends, next_outage = None, now + rng.uniform(40, 70)
+            outage_ends, next_outage = None, now + rng.uniform(*gap_s)
         in_outage_kill = kill_in_outage is not None and now >= kill_in_outage
         if now >= next_kill or in_outage_kill:
             nodes = worker_raylets(cluster)
@@ -133,11 +133,13 @@ def strike(cluster: FakeCluster, proxy: FaultProxy, driver: Driver, rng: random.
         chaos.outages.append((down_since - start, time.monotonic() - start))
 
 
-def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print, **chaos_args: Any) -> dict[str, Any]:
-    """One sweep on a fresh cluster and store; with `disturbed`, under the chaos above (`strike`'s
-    settings from `chaos_args`)."""
+def run_sweep(root: Path, name: str, seed: int, disturbed: bool, say=print, trials: int | None = None,
+              **chaos_args: Any) -> dict[str, Any]:
+    """One sweep of PRESET (of `trials` where given) on a fresh cluster and store; with `disturbed`,
+    under the chaos above (`strike`'s settings from `chaos_args`)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "chaos.yaml").write_text(yaml.safe_dump(PRESET))
+    preset = {**PRESET, "sweep": {**PRESET["sweep"], "trials": trials or PRESET["sweep"]["trials"]}}
+    (root / "chaos.yaml").write_text(yaml.safe_dump(preset))
     s3 = S3Server(root / "s3").start()
     proxy = FaultProxy(s3.port)
     cluster = FakeCluster(root / "cluster", max_workers=PRESET["sweep"]["concurrency"],
