@@ -95,13 +95,15 @@ def gradcam(run_path: RunPath,
 
     from .gradcam import denormalise
     from .output import OutputError, check_output_folder
-    from .report import ReportError, best_trial, confident_errors, evaluate_checkpoint, gradcam_section
+    from .report import ReportError, gradcam_section
     from .results import load_run
+    from .stats import confident_errors
+    from .trained import evaluate_on_test, load_trained
 
     with user_errors((ReportError, OutputError)):
         check_output_folder(out, "--out")
         run = load_run(run_path)
-        row = best_trial(run) if trial is None else next(
+        row = run.best(with_model=True) if trial is None else next(
             (r for _, r in run.trials.iterrows() if r["trial_id"] == trial), None)
         if row is None:
             raise ReportError(f"no trial {trial!r} in {run_path}; see `sweep status {run_path}`" if trial else
@@ -109,7 +111,7 @@ def gradcam(run_path: RunPath,
         if not row["checkpoint"]:
             raise ReportError(f"trial {row['trial_id']} kept no checkpoint")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        ev = evaluate_checkpoint(row["checkpoint"], device, data_dir)
+        ev = evaluate_on_test(load_trained(row["checkpoint"]), device, data_dir)
         out.mkdir(parents=True, exist_ok=True)
         pictures = denormalise(ev.inputs, ev.mean, ev.std)
         gradcam_section(ev, pictures, confident_errors(ev), out, images)

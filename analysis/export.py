@@ -24,16 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sweeps.runfolder.storage import local_folder
 from trainer.augment import storage_size
-from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
-from trainer.datasets import load_data
 from trainer.errors import DataError
-from trainer.loop import load_model
 
 from .output import check_output_folder, replaced_folder
 from .results import Run, load_run
+from .trained import Trained, load_trained
 
 FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
 META_FILE = "meta.json"
@@ -74,11 +71,21 @@ class Packaged(nn.Module):
 class Loaded:
     """A trial's best checkpoint, packaged, with what the card and the check need."""
     packaged: Packaged
-    config: TrainConfig
-    classes: list[str]
-    channels: int
+    trained: Trained
     input_size: int
     trial: pd.Series
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.trained.config
+
+    @property
+    def classes(self) -> list[str]:
+        return self.trained.classes
+
+    @property
+    def channels(self) -> int:
+        return self.trained.channels
 
 
 def choose_trial(run: Run, trial: str | None = None, max_latency_ms: float | None = None,
@@ -110,22 +117,16 @@ def choose_trial(run: Run, trial: str | None = None, max_latency_ms: float | Non
 
 
 def load_trial(run: Run, row: pd.Series) -> Loaded:
-    with local_folder(row["checkpoint"]) as folder:
-        state = load_checkpoint(folder, map_location="cpu")
-    model, config, state = load_model(state, device="cpu")
-    model = model.to(memory_format=torch.contiguous_format).float().eval()
-    input_size = storage_size(config.augment, config.image_size)
-    packaged = Packaged(model, state["mean"], state["std"], input_size, config.image_size).eval()
-    return Loaded(packaged, config, list(state["classes"]), len(state["mean"]), input_size, row)
+    trained = load_trained(row["checkpoint"])
+    input_size = storage_size(trained.config.augment, trained.config.image_size)
+    packaged = Packaged(trained.model, trained.mean, trained.std, input_size, trained.config.image_size).eval()
+    return Loaded(packaged, trained, input_size, row)
 
 
 def check_images(loaded: Loaded, data_dir: Path | None) -> tuple[str, torch.Tensor, torch.Tensor]:
     """(split name, uint8 images, labels) the export is checked on, as the trials' cache holds them."""
-    config = loaded.config
-    if data_dir is not None:
-        config.data_dir = str(data_dir)
     try:
-        data = load_data(config)
+        data = loaded.trained.data(data_dir)
     except DataError as err:
         raise ExportError(f"the check needs the run's data here: {err}; pass --data-dir") from None
     name, split = ("test", data.test) if len(data.test) else ("validation", data.val)

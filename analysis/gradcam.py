@@ -2,7 +2,7 @@
 
 Every resweep model exposes `.stages`, its residual stages 1-4, so the target layers are
 found the same way for ResNet9, the CIFAR ResNet18 and torchvision's ResNets: the last
-stage for the class maps, each stage for the per-stage maps of seed 004.
+stage for the class maps, each stage for the per-stage maps of project 004.
 """
 
 from __future__ import annotations

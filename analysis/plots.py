@@ -166,7 +166,7 @@ def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
 
 
 def class_distribution(counts: pd.DataFrame, path: Path) -> Path:
-    """Images per class in each split (seed 000's class-imbalance plot)."""
+    """Images per class in each split (project 000's class-imbalance plot)."""
     n = len(counts)
     fig, ax = plt.subplots(figsize=(min(18, 4 + 0.16 * n * 2), 4))
     bottom = np.zeros(n)

@@ -4,105 +4,30 @@ linked relatively, so the folder reads on GitHub as it is."""
 
 from __future__ import annotations
 
-import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from sweeps.runfolder.layout import CHECKPOINT_DIR, REPORT_FILE, report_folder
-from sweeps.runfolder.plan import EarlierTrial
-from sweeps.runfolder.storage import is_uri, join, list_folder, local_folder, split_name
-from sweeps.search import optuna_distributions
-from trainer.checkpoint import load_checkpoint
+from sweeps.runfolder.layout import REPORT_FILE, report_folder
+from sweeps.runfolder.storage import is_uri, split_name
 from trainer.config import ConfigError
-from trainer.datasets import load_data
-from trainer.errors import CheckpointError, DataError, TrainerError
-from trainer.loop import eval_loader, load_model, predict
-from trainer.metrics import direction, sign
+from trainer.errors import DataError, TrainerError
 
 from . import gradcam, plots
 from .output import check_output_folder, replaced_folder
 from .results import Run, load_run
+from .stats import ComputeBought, Cost, compute_bought, confident_errors, inherited, param_importances, pareto_front
+from .trained import TestEvaluation, evaluate_on_test, load_kept
 
 
 class ReportError(RuntimeError):
     """The report cannot be written; one line."""
-
-
-@dataclass
-class TestEvaluation:
-    """The best checkpoint evaluated on the test split."""
-    model: torch.nn.Module
-    classes: list[str]
-    mean: tuple
-    std: tuple
-    inputs: torch.Tensor  # the model's input of every test image (normalised, eval transform)
-    labels: np.ndarray
-    logits: torch.Tensor
-    counts: pd.DataFrame  # images per class and split
-
-    @property
-    def predictions(self) -> np.ndarray:
-        return self.logits.argmax(1).numpy()
-
-    @property
-    def accuracy(self) -> float:
-        return float((self.predictions == self.labels).mean())
-
-    @property
-    def loss(self) -> float:
-        return float(F.cross_entropy(self.logits, torch.from_numpy(self.labels)).item())
-
-
-def best_trial(run: Run) -> pd.Series | None:
-    return run.best(with_model=True)
-
-
-def evaluate_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | None = None) -> TestEvaluation:
-    """The checkpoint (a folder or a URI) on its run's test split; `data_dir` where the data
-    is somewhere else here than where the trial trained."""
-    with local_folder(checkpoint) as folder:
-        state = load_checkpoint(folder, map_location="cpu")
-    model, config, _ = load_model(state, device="cpu")
-    config.device = device.type
-    if data_dir is not None:
-        config.data_dir = str(data_dir)
-    data = load_data(config)
-    loader = eval_loader(data.test, config, data, device)
-    model = model.to(device)
-    logits = predict(model, loader, config, device)
-    inputs = torch.cat([x.cpu() for x, _ in loader]) if len(data.test) else torch.zeros(0)
-    counts = pd.DataFrame({name: np.bincount(split.labels.numpy(), minlength=len(data.classes))
-                           for name, split in (("train", data.train), ("val", data.val), ("test", data.test))},
-                          index=data.classes)
-    return TestEvaluation(model.float().eval(), list(data.classes), data.mean, data.std, inputs,
-                          data.test.labels.numpy(), logits, counts)
-
-
-def evaluate_kept_checkpoint(checkpoint: str, device: torch.device, data_dir: Path | None = None
-                             ) -> tuple[TestEvaluation, str]:
-    """`evaluate_checkpoint` of `checkpoint`, or where it does not load, of the trial's other kept
-    checkpoints (newest first), each failure said on stderr; returns the evaluation and the one used."""
-    trial, name = split_name(checkpoint)
-    others = sorted((n for n, is_dir in list_folder(trial) if is_dir and CHECKPOINT_DIR.match(n) and n != name),
-                    reverse=True)
-    candidates = [checkpoint, *(join(trial, n) for n in others)]
-    for i, candidate in enumerate(candidates):
-        try:
-            return evaluate_checkpoint(candidate, device, data_dir), candidate
-        except CheckpointError as err:
-            instead = "trying the trial's next kept checkpoint" if i + 1 < len(candidates) else \
-                "no other checkpoint of the trial is kept"
-            logging.getLogger("resweep").warning(f"{err}; {instead}")
-            if i + 1 == len(candidates):
-                raise
-    raise CheckpointError(f"{checkpoint}: no checkpoint")  # not reached: the list holds `checkpoint`
 
 
 def _fmt(value) -> str:
@@ -115,121 +40,46 @@ def _md_table(frame: pd.DataFrame) -> str:
     return frame.map(_fmt).to_markdown(index=False)
 
 
-def param_importances(run: Run) -> dict[str, float]:
-    """fANOVA importances over the trials' best values (stopped-early trials included: their
-    values are what ASHA judged them on). Empty when there are too few trials."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    trials = run.scored[run.scored["status"] == "TERMINATED"]
-    if len(trials) < 3 or not run.search_keys:
-        return {}
-    distributions = optuna_distributions(run.plan.search)
-    study = optuna.create_study(direction=direction(run.mode))
-    for _, row in trials.iterrows():
-        params = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in distributions}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                  value=float(row[run.metric])))
-    try:
-        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.FanovaImportanceEvaluator(
-            seed=0))
-    except (RuntimeError, ValueError):
-        return {}
-
-
-@dataclass
-class ComputeBought:
-    """The best value so far against the trial-hours spent, epoch by epoch in the order the
-    epochs ended; where the final best was first reached within 0.5 points."""
-    hours: np.ndarray
-    best_so_far: np.ndarray
-    reached_at: int  # index of the first epoch within 0.5 points of the final best
-    fifo_hours: float  # the same trials trained to the end
-
-    def line(self, unit: str) -> str:
-        total, reached = self.hours[-1], self.hours[self.reached_at]
-        return (f"- what the compute bought: within 0.5 points of the final best ({self.best_so_far[-1]:.4f}) "
-                f"after {reached:.3g} of {total:.3g} {unit} ({reached / max(total, 1e-12):.0%}); training the "
-                f"same trials to the end would have taken {self.fifo_hours:.3g}")
-
-
-def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
-    history = run.history
+def _gain_over_initial(run: Run, best: pd.Series) -> str | None:
+    """The best trial against the preset's initial configuration (trial 1, its source project's
+    own); when ASHA stopped that trial early, at the epoch it reached, since a final value against
+    an early one says little. None where the preset has no initial configuration (trial 1 is then
+    a sampled one)."""
     metric = run.metric
-    if history.empty or metric not in history or "epoch_time_s" not in history:
+    firsts = run.trials[run.trials["trial_index"] == 1]
+    if not run.plan.initial or firsts.empty or math.isnan(firsts.iloc[0][metric]):
         return None
-    rows = history.dropna(subset=[metric, "epoch_time_s"])
-    if rows.empty:
-        return None
-    if "finished_at" in rows and rows["finished_at"].notna().all():
-        rows = rows.sort_values("finished_at", kind="stable")
-    else:  # runs from before epochs were timed: in trial order
-        order = {t: i for i, t in enumerate(run.trials["trial_id"])}
-        rows = rows.assign(_order=rows["trial_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
-    scale = float(run.plan.gpu) or 1.0
-    hours = np.cumsum(rows["epoch_time_s"].to_numpy(float) * scale) / 3600
-    values = rows[metric].to_numpy(float)
-    best = np.maximum.accumulate(values) if run.mode == "max" else np.minimum.accumulate(values)
-    gap = (best[-1] - best) if run.mode == "max" else (best - best[-1])
-    reached = int(np.argmax(gap <= 0.005 + 1e-12))
-    return ComputeBought(hours, best, reached, fifo_hours)
-
-
-def _gain_over_seed(run: Run, best: pd.Series) -> str | None:
-    """The best trial against the preset's own configuration (trial 1); when ASHA stopped the
-    seed early, at the epoch it reached, since a final value against an early one says little.
-    None where the preset has no configuration of its own (trial 1 is then a sampled one)."""
-    metric = run.metric
-    seeds = run.trials[run.trials["trial_index"] == 1]
-    if not run.plan.initial or seeds.empty or math.isnan(seeds.iloc[0][metric]):
-        return None
-    seed = seeds.iloc[0]
-    head = f"- gain over the preset's own configuration (trial `{seed['trial_id']}`"
-    if not seed["stopped_early"]:
-        return f"{head}: {metric} = {seed[metric]:.4f}): **{best[metric] - seed[metric]:+.4f}**"
-    epoch = int(seed["epochs_trained"])
+    first = firsts.iloc[0]
+    head = f"- gain over the preset's own configuration (trial `{first['trial_id']}`"
+    if not first["stopped_early"]:
+        return f"{head}: {metric} = {first[metric]:.4f}): **{best[metric] - first[metric]:+.4f}**"
+    epoch = int(first["epochs_trained"])
     curve = run.history[(run.history["trial_id"] == best["trial_id"]) & (run.history["epoch"] == epoch)]
     at_epoch = curve[metric].iloc[0] if not curve.empty and metric in curve else float("nan")
     if math.isnan(at_epoch):
-        return f"{head} was stopped early by ASHA after {epoch} epochs at {metric} = {seed[metric]:.4f})"
-    return (f"{head} was stopped early by ASHA after {epoch} epochs at {metric} = {seed[metric]:.4f}; the best "
-            f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - seed[metric]:+.4f}** at equal epochs")
+        return f"{head} was stopped early by ASHA after {epoch} epochs at {metric} = {first[metric]:.4f})"
+    return (f"{head} was stopped early by ASHA after {epoch} epochs at {metric} = {first[metric]:.4f}; the best "
+            f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - first[metric]:+.4f}** at equal epochs")
 
 
-def inherited(run: Run) -> list[tuple[str, EarlierTrial]]:
-    """(this sweep's trial id, the earlier trial) for each configuration a warm start took from
-    an earlier sweep and trained again, matched on the parameters."""
-    warm = run.plan.warm_start
-    if warm is None:
-        return []
-    earlier = {t.trial_id: t for t in warm.trials}
-    pairs = []
-    for earlier_id in warm.first:
-        params = earlier[earlier_id].params
-        for _, row in run.trials.iterrows():
-            if all(_same(row.get(k), v) for k, v in params.items()):
-                pairs.append((str(row["trial_id"]), earlier[earlier_id]))
-                break
-    return pairs
+def _bought_line(bought: ComputeBought, unit: str) -> str:
+    total, reached = bought.hours[-1], bought.hours[bought.reached_at]
+    return (f"- what the compute bought: within 0.5 points of the final best ({bought.best_so_far[-1]:.4f}) "
+            f"after {reached:.3g} of {total:.3g} {unit} ({reached / max(total, 1e-12):.0%}); training the "
+            f"same trials to the end would have taken {bought.fifo_hours:.3g}")
 
 
-def _same(a, b) -> bool:
-    a = a.item() if hasattr(a, "item") else a
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(b, bool):
-        return math.isclose(a, b, rel_tol=1e-9)
-    return a == b
-
-
-def _warm_start_section(run: Run) -> list[str]:
+def warm_start_section(c: Context) -> list[str]:
+    run = c.run
     warm = run.plan.warm_start
     if not warm:
         return []
     metric = run.metric
-    seeded = warm.trials
-    pruned = sum(t.pruned for t in seeded)
+    scored = warm.trials
+    pruned = sum(t.pruned for t in scored)
     lines = ["## Warm start", "",
              f"This sweep went on from `{warm.source}` ({warm.preset} on {warm.dataset}): "
-             f"its {len(seeded)} scored trials ({len(seeded) - pruned} finished, {pruned} stopped early) seeded "
+             f"its {len(scored)} scored trials ({len(scored) - pruned} finished, {pruned} stopped early) informed "
              f"the Optuna search before the first trial"
              + ("; left out: " + ", ".join(f"{n} {why}" for why, n in warm.skipped.items())
                 if warm.skipped else "") + ".", ""]
@@ -252,53 +102,40 @@ def default_report_dir(run_path: str) -> Path:
     return Path(report_folder(run_path))
 
 
-@dataclass
-class Cost:
-    """What the sweep spent, and what it would have without early stopping."""
-    epochs_used: int
-    epochs_full: int
-    hours_used: float  # GPU-hours where trials had GPUs, else CPU-hours (epoch times summed)
-    hours_full: float
-    unit: str  # "GPU-hours" or "CPU-hours"
-
-    @classmethod
-    def of(cls, run: Run) -> Cost:
-        trials, gpu = run.trials, float(run.plan.gpu)
-        scale = gpu if gpu > 0 else 1.0
-        epochs = trials["epochs_trained"]
-        per_epoch = trials["time_s"] / epochs.where(epochs > 0)
-        return cls(epochs_used=int(epochs.sum()), epochs_full=len(trials) * run.max_epochs,
-                   hours_used=float(np.nansum(trials["time_s"])) / 3600 * scale,
-                   hours_full=float(np.nansum(per_epoch * run.max_epochs)) / 3600 * scale,
-                   unit="GPU-hours" if gpu > 0 else "CPU-hours")
+@dataclass(frozen=True)
+class Context:
+    """What every section may use: the run, and what is worked out once for all of them."""
+    run: Run
+    out: Path  # the folder being written: a section's pictures go here
+    best: pd.Series | None  # the best trial that kept a checkpoint
+    cost: Cost
+    bought: ComputeBought | None
+    top_trials: pd.DataFrame
+    gradcam_samples: int
+    data_dir: Path | None  # where the run's data is here, when not where the trials read it
 
 
 def write_report(run_path: str, out_dir: Path | None = None, top: int = 5, gradcam_samples: int = 4,
                  data_dir: Path | None = None) -> Path:
     """Write `report.md` and its pictures for the run at `run_path`; returns the report's path.
-    One function per section below, each returning its markdown lines."""
+    The sections are SECTIONS, in order, each a function of the `Context` returning its lines."""
     run = load_run(run_path)
     if run.trials.empty:
         raise ReportError(f"{run_path}: no trial has reported yet; wait for the first epoch, or check "
                           f"`sweep status {run_path}`")
     target = Path(out_dir) if out_dir else default_report_dir(run.path)
     check_output_folder(target, "--out")
-    best, cost = best_trial(run), Cost.of(run)
-    bought = compute_bought(run, cost.hours_full)
-    top_trials = run.ranked().head(top)
+    cost = Cost.of(run)
     with replaced_folder(target) as out:  # written whole in a folder beside it, then moved into place
-        lines = [*summary_section(run, best, cost, bought),
-                 *_warm_start_section(run),
-                 *top_trials_section(run, top_trials),
-                 *pareto_section(run, out),
-                 *curves_section(run, top_trials, bought, cost, out),
-                 *hyperparameters_section(run, out),
-                 *best_model_section(run, best, out, gradcam_samples, data_dir)]
+        context = Context(run, out, run.best(with_model=True), cost, compute_bought(run, cost.hours_full),
+                          run.ranked().head(top), gradcam_samples, data_dir)
+        lines = [line for section in SECTIONS for line in section(context)]
         (out / REPORT_FILE).write_text("\n".join(lines).rstrip() + "\n")
     return target / REPORT_FILE
 
 
-def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: ComputeBought | None) -> list[str]:
+def summary_section(c: Context) -> list[str]:
+    run, best, cost, bought = c.run, c.best, c.cost, c.bought
     plan, trials, metric, ended = run.plan, run.trials, run.metric, run.outcome()
     train = plan.train
     lines = [f"# Sweep report: {plan.preset}", "", plan.description, "",
@@ -321,15 +158,16 @@ def summary_section(run: Run, best: pd.Series | None, cost: Cost, bought: Comput
         lines.append(f"- **best: trial `{best['trial_id']}`, {metric} = {best[metric]:.4f}** after "
                      f"{best['epochs_trained']} epochs, with "
                      + ", ".join(f"`{k}={_fmt(best[k])}`" for k in run.search_keys))
-        gain = _gain_over_seed(run, best)
+        gain = _gain_over_initial(run, best)
         if gain:
             lines.append(gain)
     if bought is not None:
-        lines.append(bought.line(cost.unit))
+        lines.append(_bought_line(bought, cost.unit))
     return lines + [""]
 
 
-def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
+def top_trials_section(c: Context) -> list[str]:
+    run, top_trials = c.run, c.top_trials
     metric = run.metric
     columns = ["trial_id", "status", "epochs_trained", metric, "stopped_early", "test_acc", "params", "latency_ms",
                *run.search_keys]
@@ -342,17 +180,9 @@ def top_trials_section(run: Run, top_trials: pd.DataFrame) -> list[str]:
             f"test section below evaluates the best trial's checkpoint of its best epoch.", ""]
 
 
-def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFrame:
-    """The trials no other trial beats on every objective at once (at least as good on all,
-    better on one), in the order given."""
-    signs = np.array([sign(mode) for mode in objectives.values()])
-    values = trials[list(objectives)].to_numpy(float) * signs  # larger is better on every column
-    on_front = [not any((other >= mine).all() and (other > mine).any() for other in values) for mine in values]
-    return trials[on_front]
-
-
-def pareto_section(run: Run, out: Path) -> list[str]:
+def pareto_section(c: Context) -> list[str]:
     """A sweep of several objectives: its Pareto front, drawn for the first two, and listed."""
+    run, out = c.run, c.out
     objectives = run.plan.objectives
     if not objectives:
         return []
@@ -372,8 +202,8 @@ def pareto_section(run: Run, out: Path) -> list[str]:
             "![pareto front](pareto.png)", "", _md_table(table), ""]
 
 
-def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | None, cost: Cost,
-                   out: Path) -> list[str]:
+def curves_section(c: Context) -> list[str]:
+    run, top_trials, bought, cost, out = c.run, c.top_trials, c.bought, c.cost, c.out
     history, metric = run.history, run.metric
     if history.empty:
         return []
@@ -392,7 +222,8 @@ def curves_section(run: Run, top_trials: pd.DataFrame, bought: ComputeBought | N
     return lines
 
 
-def hyperparameters_section(run: Run, out: Path) -> list[str]:
+def hyperparameters_section(c: Context) -> list[str]:
+    run, out = c.run, c.out
     scored = run.trials.dropna(subset=[run.metric])
     if not run.search_keys or scored.empty:
         return []
@@ -408,8 +239,8 @@ def hyperparameters_section(run: Run, out: Path) -> list[str]:
     return lines + ["", "![importances](importances.png)", ""]
 
 
-def best_model_section(run: Run, best: pd.Series | None, out: Path, gradcam_samples: int,
-                       data_dir: Path | None) -> list[str]:
+def best_model_section(c: Context) -> list[str]:
+    run, best = c.run, c.best
     if best is None:
         return []
     lines = [f"## Best model on the test split (trial `{best['trial_id']}`)", "",
@@ -417,14 +248,15 @@ def best_model_section(run: Run, best: pd.Series | None, out: Path, gradcam_samp
              f"({best[run.metric]:.4f}):", ""]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        evaluation, used = evaluate_kept_checkpoint(best["checkpoint"], device, data_dir)
+        trained = load_kept(best["checkpoint"])
+        evaluation, used = evaluate_on_test(trained, device, c.data_dir), trained.checkpoint
     except (DataError, TrainerError, ConfigError, OSError) as err:
         return lines + [f"The test split could not be evaluated here: {str(err).splitlines()[0]}"]
     if used != best["checkpoint"]:
         lines = [lines[0], "", f"Its checkpoint of epoch {int(best['best_epoch'])} is damaged; this is its kept "
                                f"checkpoint `{split_name(used)[1]}` instead:", ""]
     if len(evaluation.labels):
-        lines += _test_section(evaluation, out, gradcam_samples)
+        lines += _test_section(evaluation, c.out, c.gradcam_samples)
     return lines
 
 
@@ -454,19 +286,6 @@ def _test_section(ev: TestEvaluation, out: Path, samples: int) -> list[str]:
                   f"taken in turn from each true class:", "", "![misclassified](misclassified.png)", ""]
     lines += gradcam_section(ev, images, wrong, out, samples)
     return lines
-
-
-def confident_errors(ev: TestEvaluation) -> np.ndarray:
-    """Indices of the misclassified test images, the most confident errors first and taken in
-    turn from each true class (the first errors of a test split sorted by class are all one
-    class's)."""
-    confidence = ev.logits.softmax(1).max(1).values.numpy()
-    wrong = np.flatnonzero(ev.predictions != ev.labels)
-    by_class = [sorted(wrong[ev.labels[wrong] == c], key=lambda i: -confidence[i])
-                for c in np.unique(ev.labels[wrong])]
-    by_class.sort(key=lambda errors: -confidence[errors[0]])
-    order = [errors[k] for k in range(max(map(len, by_class), default=0)) for errors in by_class if k < len(errors)]
-    return np.array(order, dtype=np.int64)
 
 
 def gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, out: Path, samples: int) -> list[str]:
@@ -510,3 +329,10 @@ def gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, o
     lines += ["One map per residual stage (layers 1-4) for the predicted class:", "",
               "![grad-cam per stage](gradcam_stages.png)", ""]
     return lines
+
+
+# The report's sections, in the order they are written. A new section is a function of the
+# Context returning its markdown lines, listed here.
+SECTIONS: list[Callable[[Context], list[str]]] = [
+    summary_section, warm_start_section, top_trials_section, pareto_section, curves_section,
+    hyperparameters_section, best_model_section]

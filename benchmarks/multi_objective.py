@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.report import pareto_front  # noqa: E402
+from analysis.stats import pareto_front  # noqa: E402
 from sweeps.engine.driver import run_sweep  # noqa: E402
 from sweeps.planner import make_plan  # noqa: E402
 from sweeps.presets import load_preset  # noqa: E402

@@ -64,8 +64,8 @@ def test_report_of_a_sweep_with_an_errored_trial_has_every_section(crashed_run, 
     assert len(run.trials) == 4
 
 
-def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it(tmp_path):
-    from analysis.report import _gain_over_seed
+def test_gain_over_the_initial_configuration_compares_at_equal_epochs_when_asha_stopped_it(tmp_path):
+    from analysis.report import _gain_over_initial
     from sweeps.planner import make_plan
     from sweeps.presets import load_preset
     from sweeps.runfolder.run import Run
@@ -76,14 +76,14 @@ def test_gain_over_the_seed_compares_at_equal_epochs_when_asha_stopped_it(tmp_pa
     history = pd.DataFrame([{"trial_id": "best", "epoch": e, "val_acc": v} for e, v in ((1, 0.5), (2, 0.8), (8, 0.98))])
     plan = make_plan(load_preset(preset(tmp_path, epochs=8)), [], None, None, None, None, str(tmp_path), "r", 0)
     best = trials.iloc[1]
-    line = _gain_over_seed(Run("r", plan, trials, history), best)
+    line = _gain_over_initial(Run("r", plan, trials, history), best)
     assert "after 2 epochs" in line and "**+0.2100** at equal epochs" in line  # 0.80 - 0.59, not 0.98 - 0.59
     finished = trials.copy()
     finished.loc[0, ["epochs_trained", "stopped_early", "val_acc"]] = [8, False, 0.90]
-    assert "**+0.0800**" in _gain_over_seed(Run("r", plan, finished, history), best)
-    # without a configuration of its own, trial 1 is just a sampled one: no claim about a seed
+    assert "**+0.0800**" in _gain_over_initial(Run("r", plan, finished, history), best)
+    # without a configuration of its own, trial 1 is just a sampled one: no claim about an initial configuration
     plan = replace(plan, initial={})
-    assert _gain_over_seed(Run("r", plan, finished, history), best) is None
+    assert _gain_over_initial(Run("r", plan, finished, history), best) is None
 
 
 @pytest.mark.slow
@@ -178,7 +178,7 @@ def test_gradcam_puts_its_mass_where_the_class_signal_is(tmp_path):
 
 
 def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended(tmp_path):
-    from analysis.report import compute_bought
+    from analysis.stats import compute_bought
     from sweeps.planner import make_plan
     from sweeps.presets import load_preset
     from sweeps.runfolder.run import Run
@@ -196,4 +196,6 @@ def test_what_the_compute_bought_follows_the_epochs_in_the_order_they_ended(tmp_
     assert list(bought.hours) == [1.0, 2.0, 3.0, 4.0]
     assert list(bought.best_so_far) == [0.5, 0.7, 0.804, 0.806]
     assert bought.reached_at == 2, "0.804 is within 0.5 points of 0.806, first at 3 hours"
-    assert "after 3 of 4 CPU-hours (75%)" in bought.line("CPU-hours")
+    from analysis.report import _bought_line
+
+    assert "after 3 of 4 CPU-hours (75%)" in _bought_line(bought, "CPU-hours")

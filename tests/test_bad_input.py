@@ -243,7 +243,9 @@ def test_a_failed_report_leaves_the_one_before_it_whole(world, tmp_path, monkeyp
     def fails(*args, **kwargs):
         raise report.ReportError("the pictures could not be drawn")
 
-    monkeypatch.setattr(report, "hyperparameters_section", fails)  # a section failing half-way through
+    sections = [fails if section is report.hyperparameters_section else section for section in report.SECTIONS]
+    assert sections != report.SECTIONS
+    monkeypatch.setattr(report, "SECTIONS", sections)  # a section failing half-way through
     second = CliRunner().invoke(analysis_app, ["report", str(run), "--gradcam-samples", "0"])
     assert second.exit_code == 2 and "the pictures could not be drawn" in second.stderr
     assert _files(run / "report") == before, "the earlier report was changed"

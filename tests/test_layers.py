@@ -181,3 +181,18 @@ def test_the_rules_catch_a_new_circle_or_an_upward_import(tmp_path, case):
             [["sweeps.runfolder.a", "sweeps.runfolder.b"]]
     else:
         assert upward(edges) == ["sweeps.runfolder.b -> sweeps.engine", "sweeps.runfolder.b -> sweeps.engine.driver"]
+
+
+def test_in_analysis_only_one_module_turns_a_checkpoint_into_a_model():
+    loaders = ("trainer.checkpoint", "trainer.loop.load_model", "trainer.datasets.load_data")
+    users = sorted({m for m, ts in GRAPH.items() if _within(m, "analysis") for t, _ in ts if t in loaders})
+    assert users == ["analysis.trained"]
+
+
+def test_every_report_section_is_listed_once_in_order():
+    import analysis.report as report
+
+    sections = sorted(name for name in vars(report) if name.endswith("_section") and not name.startswith("_")
+                      and name != "gradcam_section")  # Grad-CAM: part of the best model's section
+    assert sorted(f.__name__ for f in report.SECTIONS) == sections
+    assert len(set(report.SECTIONS)) == len(report.SECTIONS)

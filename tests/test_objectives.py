@@ -6,7 +6,7 @@ import pytest
 from conftest import preset
 from typer.testing import CliRunner
 
-from analysis.report import pareto_front
+from analysis.stats import pareto_front
 from sweeps.cli import app
 from sweeps.presets import PresetError, load_preset
 

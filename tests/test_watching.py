@@ -236,7 +236,8 @@ def test_status_watch_refreshes_until_every_planned_trial_has_ended(crashed_run,
 
 
 def test_misclassified_images_are_the_most_confident_errors_taken_in_turn_from_each_class():
-    from analysis.report import TestEvaluation, confident_errors
+    from analysis.stats import confident_errors
+    from analysis.trained import TestEvaluation
 
     labels = np.array([0, 0, 0, 1, 1, 2])
     logits = torch.tensor([[0.0, 5.0, 0.0], [0.0, 1.0, 0.0], [0.0, 3.0, 0.0],  # class 0: all wrong
