@@ -3,7 +3,7 @@ an Optuna study alone (both in `tools/peers_plain.py`, which does not import res
 
 Same image folder and split (train/, val/ and test/ folders, as a user has them), model
 (ResNet9), augmentation distribution (the "light" shifts and rotations), search space and
-seed configuration (first), trials, epochs, ASHA / successive halving settings, CPUs per
+initial configuration (first), trials, epochs, ASHA / successive halving settings, CPUs per
 trial and trials at a time. Before measuring it checks that the peers' model has resweep's
 parameter shapes and gives resweep's output for the same weights, and that their splits hold
 the same files. Rounds are interleaved (each round runs the three in a rotated order) and

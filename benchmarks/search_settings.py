@@ -1,8 +1,8 @@
 """Search settings chosen from evidence: every setting of `sweeps/sim/simulate.py` (resweep's
-default, quasi-random Sobol points after the seed configuration; Optuna's TPE defaults; TPE
+default, quasi-random Sobol points after the initial configuration; Optuna's TPE defaults; TPE
 after a random quarter of the trials, resweep's default before, and its variants without the
-constant liar, without the seed configuration, with 2 or 10 random start trials; random search
-with and without the seed configuration; Sobol points without it) simulated with ASHA on
+constant liar, without the initial configuration, with 2 or 10 random start trials; random search
+with and without the initial configuration; Sobol points without it) simulated with ASHA on
 recorded full learning curves, at 8, 20 and 50 trials, over many seeds each, in minutes and
 without training.
 

@@ -30,7 +30,7 @@ from sweeps.runfolder.run import load_run  # noqa: E402
 
 
 def sweep(name: str, storage: str, samples: int, tpe_asha: bool, seed: int) -> dict:
-    baseline = {} if tpe_asha else {"setting": "random-seed", "early_stopping": False}
+    baseline = {} if tpe_asha else {"setting": "random-initial", "early_stopping": False}
     plan = make_plan(load_preset("quickstart"), overrides=["device=cpu"], samples=samples, concurrency=None,
                      gpus=None, cpus=None, storage=storage, name=f"{name}-{seed}", seed=seed, **baseline)
     start = time.perf_counter()

@@ -106,7 +106,7 @@ def resolve_config(p: Preset, overrides: list[str] | None, data_dir: Path | None
 
 @app.command()
 def train(
-    preset: Annotated[str, typer.Argument(help="Preset name or YAML file; trains its first (seed) point.")],
+    preset: Annotated[str, typer.Argument(help="Preset name or YAML file; trains its initial configuration.")],
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the checkpoint, config and metrics.")] = None,
@@ -178,7 +178,7 @@ def run(
         "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
                                     "asha_replay.py` to choose ASHA's settings from.")] = False,
     warm_start: Annotated[str | None, typer.Option(
-        help="An earlier sweep's run folder or URI: its trials seed the search and its best configurations "
+        help="An earlier sweep's run folder or URI: its trials join the search and its best configurations "
              "train first.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
@@ -279,10 +279,10 @@ def simulate(
     the nearest configuration, and ASHA stops trials as it would in a sweep. Prints, per
     setting and budget, the median and 10th percentile over seeds of the best trial's test
     accuracy, its mean, and the epochs spent. Settings: resweep (the default: quasi-random Sobol
-    points after the seed configuration), tpe-defaults (Optuna's: 10 random trials, no constant
-    liar, no seed configuration), tpe-quarter (TPE after a random quarter of the trials, constant
-    liar, the seed configuration first) and its variants tpe-no-liar, tpe-no-seed, tpe-startup-2,
-    tpe-startup-10, random, random-seed (the seed configuration first), qmc (no seed configuration)."""
+    points after the preset's initial configuration), tpe-defaults (Optuna's: 10 random trials, no constant
+    liar, no initial configuration), tpe-quarter (TPE after a random quarter of the trials, constant
+    liar, the initial configuration first) and its variants tpe-no-liar, tpe-no-initial, tpe-startup-2,
+    tpe-startup-10, random, random-initial (the initial configuration first), qmc (no initial configuration)."""
     from sweeps.search import SETTINGS
     from sweeps.sim.simulate import compare, load_recording
 

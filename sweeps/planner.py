@@ -36,7 +36,7 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     items; `epochs`, `data_dir` and `seed` come typed from --max-epochs, --data-dir and --seed
     and win over both. `early_stopping` off trains every trial to the end; `setting` names a
     search setting (sweeps.search; "default": the plan chooses); `warm_start` is an earlier
-    sweep whose best configurations come first (in place of the preset's seed configuration)."""
+    sweep whose best configurations come first (in place of the preset's initial configuration)."""
     base = apply_overrides(p.train, overrides) if overrides else p.train
     typed = {k: v for k, v in (("epochs", epochs), ("data_dir", data_dir), ("seed", seed)) if v is not None}
     for key, value in typed.items():
@@ -119,7 +119,7 @@ def describe_plan(plan: SweepPlan) -> str:
         f"plan for {plan.preset}: {plan.description}",
         f"  run folder      {plan.path}",
         f"  trials          {plan.trials} ({plan.search_setting.label}, seed {plan.seed}; "
-        + ("the earlier sweep's best first)" if plan.warm_start else "the preset's seed point first)"),
+        + ("the earlier sweep's best first)" if plan.warm_start else "the preset's initial configuration first)"),
         f"  epochs          at most {plan.max_epochs} per trial, {epochs_at_most} in all; "
         + (f"ASHA grace period {plan.grace_period}, reduction factor {plan.reduction_factor:g}"
            if plan.early_stopping else "no early stopping: every trial trains them all"),

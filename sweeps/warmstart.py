@@ -72,7 +72,7 @@ def load_warm_start(source: str, plan: SweepPlan) -> WarmStart:
                          f"search {key} here too, or warm-start from a sweep that fixed it")
     earlier_fixed = earlier.plan.train
     trials, history = earlier.trials, earlier.history
-    seeded: list[EarlierTrial] = []
+    scored: list[EarlierTrial] = []
     skipped: dict[str, int] = {}
     for _, row in trials.iterrows():
         value = row[plan.metric]
@@ -95,19 +95,19 @@ def load_warm_start(source: str, plan: SweepPlan) -> WarmStart:
             else history
         curve = [float(v) for v in steps[plan.metric]] if plan.metric in steps else []
         finished = row["status"] == "TERMINATED" and not row["stopped_early"]
-        seeded.append(EarlierTrial(trial_id=str(row["trial_id"]), params=params, value=float(value),
+        scored.append(EarlierTrial(trial_id=str(row["trial_id"]), params=params, value=float(value),
                                    pruned=not finished, intermediate=[v for v in curve if not math.isnan(v)]))
-    if not seeded:
+    if not scored:
         why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no trials"
         raise SweepError(f"{flag}: no earlier trial fits this sweep ({why}); warm-start from a sweep of "
                          f"this search space")
-    ranked = sorted(seeded, key=lambda t: (t.pruned, -sign(plan.mode) * t.value))
+    ranked = sorted(scored, key=lambda t: (t.pruned, -sign(plan.mode) * t.value))
     first: list[EarlierTrial] = []
     for trial in ranked:  # distinct configurations: two trials of one config train it once
         if len(first) < first_count(plan.trials) and all(t.params != trial.params for t in first):
             first.append(trial)
     return WarmStart(source=earlier.path, preset=earlier.plan.preset, dataset=earlier_fixed.get("dataset", ""),
-                     trials=seeded, first=[t.trial_id for t in first], skipped=skipped)
+                     trials=scored, first=[t.trial_id for t in first], skipped=skipped)
 
 
 def first_points(warm_start: WarmStart) -> list[dict[str, Any]]:
@@ -116,7 +116,7 @@ def first_points(warm_start: WarmStart) -> list[dict[str, Any]]:
     return [dict(by_id[trial_id].params) for trial_id in warm_start.first]
 
 
-def seed_searcher(searcher: Any, warm_start: WarmStart) -> None:
+def add_earlier_trials(searcher: Any, warm_start: WarmStart) -> None:
     """Add the earlier trials to an OptunaSearch's study as evaluated ones."""
     for trial in warm_start.trials:
         searcher.add_evaluated_point(trial.params, None if trial.pruned else trial.value,
@@ -127,7 +127,7 @@ def describe(warm_start: WarmStart) -> str:
     """One line for the plan and the run's start: what was taken from where."""
     trials = warm_start.trials
     pruned = sum(t.pruned for t in trials)
-    text = (f"{len(trials)} trials of {warm_start.source} seed the search ({len(trials) - pruned} finished, "
+    text = (f"{len(trials)} trials of {warm_start.source} join the search ({len(trials) - pruned} finished, "
             f"{pruned} stopped early); its best {len(warm_start.first)} configuration(s) train first")
     if warm_start.skipped:
         text += "; left out: " + ", ".join(f"{n} {reason}" for reason, n in warm_start.skipped.items())

@@ -41,7 +41,7 @@ def tiny(**overrides):
 
 def preset(tmp_path, trials=8, epochs=4, search=None, initial=None, sweep=None, name="sweep.yaml") -> str:
     """A small sweep preset on the real digits data, written to tmp_path as YAML. `search` and
-    `initial` add to (or replace) the base search space and seed point; `sweep` changes sweep
+    `initial` add to (or replace) the base search space and initial configuration; `sweep` changes sweep
     settings (grace_period, ...)."""
     import yaml
 

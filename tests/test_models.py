@@ -13,7 +13,7 @@ from trainer.models import (
 
 
 def test_cifar_resnet18_matches_the_seed_parameter_counts():
-    # seed 003 prints 11,173,962 parameters for its GroupNorm ResNet-18 at 10 classes
+    # project 003 prints 11,173,962 parameters for its GroupNorm ResNet-18 at 10 classes
     assert count_parameters(CifarResNet18(10, norm="group")) == 11_173_962
     assert count_parameters(CifarResNet18(10, norm="batch")) == 11_173_962
     assert count_parameters(CifarResNet18(10, norm="layer")) == 11_173_962

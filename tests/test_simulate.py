@@ -45,22 +45,22 @@ def test_a_sweep_worked_out_by_hand():
     # B's better curve (0.9 at epoch 4) is never seen.
     first = [{"lr": 0.012, "optimizer": "sgd"}, {"lr": 0.09, "optimizer": "sgd"},
              {"lr": 0.009, "optimizer": "adam"}, {"lr": 0.2, "optimizer": "adam"}]
-    result = simulate(recording(), Setting("given", seed_first=False), trials=4, seed=0, first=first)
+    result = simulate(recording(), Setting("given", initial_first=False), trials=4, seed=0, first=first)
     assert result.trials == [0, 1, 2, 3]
     assert result.epochs == 10
     assert result.best_value == 0.8 and result.test_acc == 0.81
     # without early stopping every trial trains to the end and B, the best, is found
-    fifo = simulate(recording(), Setting("given", seed_first=False), trials=4, seed=0, first=first,
+    fifo = simulate(recording(), Setting("given", initial_first=False), trials=4, seed=0, first=first,
                     early_stopping=False)
     assert fifo.epochs == 16 and fifo.test_acc == 0.91
 
 
-def test_the_seed_configuration_runs_first_only_where_the_setting_says():
+def test_the_initial_configuration_runs_first_only_where_the_setting_says():
     rec = recording(initial={"lr": 0.1, "optimizer": "adam"})
     for seed in range(5):
         assert simulate(rec, SETTINGS["resweep"], trials=3, seed=seed).trials[0] == 3
-    firsts = {simulate(rec, SETTINGS["tpe-no-seed"], trials=3, seed=seed).trials[0] for seed in range(8)}
-    assert firsts != {3}, "without the seed configuration the first trial is drawn at random"
+    firsts = {simulate(rec, SETTINGS["tpe-no-initial"], trials=3, seed=seed).trials[0] for seed in range(8)}
+    assert firsts != {3}, "without the initial configuration the first trial is drawn at random"
 
 
 def test_real_samplers_over_many_seeds():
@@ -141,7 +141,7 @@ def test_a_run_folder_without_early_stopping_is_a_recording(tmp_path):
     rec = load_recording(str(tmp_path / "runs" / "full"))
     assert len(rec.configs) == 3 and rec.max_epochs == 2
     assert rec.initial == {"lr": 0.05, "weight_decay": 5.0e-4}
-    assert any(c.params == rec.initial for c in rec.configs), "the seed configuration was trained"
+    assert any(c.params == rec.initial for c in rec.configs), "the initial configuration was trained"
     assert all(len(c.values) == 2 and 0 <= c.test_acc <= 1 for c in rec.configs)
     sim = runner.invoke(app, ["simulate", str(tmp_path / "runs" / "full"), "--trials", "2", "--seeds", "2",
                               "--setting", "resweep"])
@@ -170,14 +170,14 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     kinds = {"qmc": optuna.samplers.QMCSampler, "tpe": optuna.samplers.TPESampler,
              "random": optuna.samplers.RandomSampler}
     assert isinstance(searcher._sampler, kinds[chosen.sampler])
-    assert searcher._points_to_evaluate == ([initial] if chosen.seed_first else [])
+    assert searcher._points_to_evaluate == ([initial] if chosen.initial_first else [])
     # TPE where the search learns from trials it did not propose, or ranks several objectives
     warm = WarmStart("earlier", "p", "digits", [], [], {})
     assert dataclasses.replace(plan, warm_start=warm).search_setting == SETTINGS["tpe-quarter"]
     two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
     assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
     # a setting named as `sweep simulate` prints it
-    random = make_searcher(dataclasses.replace(plan, setting="random-seed"), 2).searcher
+    random = make_searcher(dataclasses.replace(plan, setting="random-initial"), 2).searcher
     assert isinstance(random._sampler, optuna.samplers.RandomSampler)
     nsga2 = make_searcher(dataclasses.replace(two, setting="nsga2"), 2).searcher
     assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
@@ -185,7 +185,8 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
 
 def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting(tmp_path):
     """resweep.json before the settings were named held `sampler` (default | tpe | random |
-    nsga2): such a run folder still reads, each as the setting it meant."""
+    nsga2), and two settings had names with "seed" in them for the initial configuration: such run
+    folders still read, each as the setting it meant."""
     import json
 
     from sweeps.planner import make_plan
@@ -196,10 +197,13 @@ def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting
     plan = make_plan(load_preset(preset(tmp_path, trials=8)), overrides=[], samples=None, concurrency=2, gpus=None,
                      cpus=None, storage=str(tmp_path / "runs"), name="old", seed=3)
     plan.save()
-    for old, setting in {"tpe": "tpe-quarter", "random": "random-seed", "nsga2": "nsga2", "default": "resweep"}.items():
+    old_names = {("sampler", "tpe"): "tpe-quarter", ("sampler", "random"): "random-initial",
+                 ("sampler", "nsga2"): "nsga2", ("sampler", "default"): "resweep",
+                 ("setting", "random-seed"): "random-initial", ("setting", "tpe-no-seed"): "tpe-no-initial"}
+    for (key, old), setting in old_names.items():
         fields = json.loads(open(plan_file(plan.path)).read())
         fields.pop("setting", None)
-        fields["sampler"] = old
+        fields[key] = old
         with open(plan_file(plan.path), "w") as f:
             f.write(json.dumps(fields))
         assert SweepPlan.load(plan.path).search_setting.name == setting, old

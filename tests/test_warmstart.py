@@ -35,7 +35,7 @@ def test_a_warm_started_sweep_trains_the_earlier_best_first_and_the_report_names
                                       str(tmp_path / "runs"), "--name", "second", "--seed", "2",
                                       "--warm-start", str(earlier)])
     assert result.exit_code == 0, result.output
-    assert f"warm start: 4 trials of {earlier} seed the search" in result.output
+    assert f"warm start: 4 trials of {earlier} join the search" in result.output
 
     before, after = load_run(str(earlier)), load_run(str(tmp_path / "runs" / "second"))
     best = _best(before)

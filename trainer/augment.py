@@ -4,7 +4,7 @@
 different random crop/flip/rotation (one affine warp per image, one `grid_sample` per batch)
 and cutout per image; `EvalTransform` does the deterministic resize + center crop +
 normalise. Normalising first means the zero padding of a warp is the dataset mean, as in
-seed 004's mean-colour padding.
+project 004's mean-colour padding.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 PRESETS: dict[str, dict[str, Any]] = {
     "none": dict(),
     "light": dict(translate=1 / 8, degrees=10.0),  # digits/synthetic: no flips (a flipped 2 is no 2)
-    "cifar": dict(translate=4 / 32, hflip=True, degrees=5.0, cutout=16 / 32),  # seeds 003/004
-    "imagenet": dict(scale=(0.08, 1.0), hflip=True, vflip=True, degrees=30.0),  # seed 000
+    "cifar": dict(translate=4 / 32, hflip=True, degrees=5.0, cutout=16 / 32),  # projects 003/004
+    "imagenet": dict(scale=(0.08, 1.0), hflip=True, vflip=True, degrees=30.0),  # project 000
 }
 
 # Eval crop fraction: imagenet-style eval resizes to side/0.875 (256 for 224) and center-crops.

@@ -71,7 +71,7 @@ class TrainConfig:
     width: int = 64  # resnet9: channels of its first block (64 is the seed's)
     norm: str = "batch"  # resnet18_cifar: batch | group | layer
     groups: int = 2  # resnet18_cifar with norm=group: GroupNorm groups
-    head: str = "linear"  # torchvision resnets: linear | mlp (seed 000) | deep (seed 002)
+    head: str = "linear"  # torchvision resnets: linear | mlp (project 000) | deep (project 002)
     pretrained: bool = False  # torchvision resnets: start from ImageNet weights
     freeze_backbone: bool = False  # train the head only, for the whole run
     # --- optimisation
@@ -81,7 +81,7 @@ class TrainConfig:
     nesterov: bool = False  # sgd Nesterov momentum
     weight_decay: float = 5e-4  # decoupled for adamw, L2 otherwise
     label_smoothing: float = 0.0  # cross-entropy label smoothing
-    l1: float = 0.0  # L1 penalty factor on all weights (seed 004: 5e-4)
+    l1: float = 0.0  # L1 penalty factor on all weights (project 004: 5e-4)
     grad_clip: float = 0.0  # clip the gradient norm to this (0: off)
     scheduler: str = "onecycle"  # constant | onecycle | cyclic | step | plateau | cosine
     min_lr: float = 0.0  # floor of cyclic (its base_lr) and cosine
@@ -91,7 +91,7 @@ class TrainConfig:
     plateau_patience: int = 2  # plateau: epochs without val_loss improvement before a decay
     cycle_epochs: float = 2.0  # cyclic: epochs of one full triangle (up and down)
     pct_start: float = 0.25  # onecycle: fraction of steps spent rising
-    # --- two-phase fine-tuning (seed 000): head_epochs > 0 trains the head alone first
+    # --- two-phase fine-tuning (project 000): head_epochs > 0 trains the head alone first
     head_epochs: int = 0  # phase-1 epochs on a frozen backbone (counted within `epochs`)
     head_optimizer: str = "adam"  # phase-1 optimizer
     head_lr: float = 0.01  # phase-1 learning rate

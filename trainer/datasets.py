@@ -5,7 +5,7 @@
 - flowers102: torchvision's Flowers102 with its official train/val/test splits.
 - flowers5: the Kaggle "Flowers Recognition" folder (daisy, dandelion, rose, sunflower,
   tulip); a seeded stratified 10% test split is carved out, the rest split 90/10 into
-  train/val as seed 001 does.
+  train/val as project 001 does.
 - cifar10 / cifar100: torchvision's CIFAR; a seeded stratified validation hold-out from the
   training set, the official test set.
 - imagefolder: class sub-folders of images, or train/val[/test] folders of them.

@@ -1,9 +1,9 @@
 """The seeds' networks as plain `nn.Module`s.
 
-- `ResNet9`: the small from-scratch network of seed 001 (a `width` knob shrinks it for CPUs).
-- `CifarResNet18`: the 32x32 ResNet-18 of seeds 003/004, with batch, group or layer norm.
+- `ResNet9`: the small from-scratch network of project 001 (a `width` knob shrinks it for CPUs).
+- `CifarResNet18`: the 32x32 ResNet-18 of projects 003/004, with batch, group or layer norm.
 - torchvision's resnet18/34/50/101, optionally ImageNet-pretrained, with a linear, `mlp`
-  (seed 000) or `deep` (seed 002) head. Every model exposes `.head` (the classifier) and
+  (project 000) or `deep` (project 002) head. Every model exposes `.head` (the classifier) and
   `.stages` (its four residual stages, where Grad-CAM looks).
 """
 
@@ -33,7 +33,7 @@ class Residual(nn.Module):
 
 
 class ResNet9(nn.Module):
-    """conv-conv/pool-res-conv/pool-conv/pool-res, adaptive max pool, linear (seed 001)."""
+    """conv-conv/pool-res-conv/pool-conv/pool-res, adaptive max pool, linear (project 001)."""
 
     def __init__(self, num_classes: int, width: int = 64, in_channels: int = 3):
         super().__init__()
@@ -61,7 +61,7 @@ def make_norm(kind: str, channels: int, groups: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(groups, channels)
-    if kind == "layer":  # LayerNorm over (C, H, W) of each image, as seed 004 uses it
+    if kind == "layer":  # LayerNorm over (C, H, W) of each image, as project 004 uses it
         return nn.GroupNorm(1, channels)
     raise ConfigError(f"norm={kind!r} is not known; allowed: batch, group, layer")
 
@@ -85,7 +85,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet18(nn.Module):
-    """ResNet-18 for 32x32 inputs: 3x3 stem, no max pool, stages of 64/128/256/512 (seeds 003/004)."""
+    """ResNet-18 for 32x32 inputs: 3x3 stem, no max pool, stages of 64/128/256/512 (projects 003/004)."""
 
     def __init__(self, num_classes: int, norm: str = "batch", groups: int = 2, in_channels: int = 3):
         super().__init__()
@@ -110,10 +110,10 @@ class CifarResNet18(nn.Module):
 def make_head(kind: str, features: int, num_classes: int) -> nn.Module:
     if kind == "linear":
         return nn.Linear(features, num_classes)
-    if kind == "mlp":  # seed 000: 2048 -> 512 -> classes
+    if kind == "mlp":  # project 000: 2048 -> 512 -> classes
         return nn.Sequential(nn.Linear(features, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
                              nn.Dropout(0.5), nn.Linear(512, num_classes))
-    if kind == "deep":  # seed 002: dropout 0.5, then 1024-512-256-128 with dropout 0.2
+    if kind == "deep":  # project 002: dropout 0.5, then 1024-512-256-128 with dropout 0.2
         sizes = [features, 1024, 512, 256, 128]
         layers: list[nn.Module] = [nn.Dropout(0.5)]
         for i, (a, b) in enumerate(zip(sizes, sizes[1:])):

@@ -63,7 +63,7 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, *, lr: float, ep
     if name == "onecycle":
         return Schedule(sched.OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                          pct_start=pct_start, cycle_momentum=False), per_batch=True)
-    if name == "cyclic":  # seed 000: triangular between min_lr and lr
+    if name == "cyclic":  # project 000: triangular between min_lr and lr
         half = max(1, round(cycle_epochs * steps_per_epoch / 2))
         return Schedule(sched.CyclicLR(optimizer, base_lr=min_lr, max_lr=lr, step_size_up=half,
                                        mode="triangular", cycle_momentum=False), per_batch=True)
@@ -87,5 +87,5 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, *, lr: float, ep
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
-    """Sum of |w| over the trainable weights (seed 004's L1 regulariser)."""
+    """Sum of |w| over the trainable weights (project 004's L1 regulariser)."""
     return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad))

@@ -1,5 +1,5 @@
 """Record full learning curves for `sweep simulate`: N configurations of a preset's search
-space, drawn at random (the preset's seed configuration first), each trained to its last
+space, drawn at random (the preset's initial configuration first), each trained to its last
 epoch once, with no early stopping and no Ray: the trainer alone, `--workers` processes of
 one thread each. Writes the curves file that `sweep simulate --curves` and
 `benchmarks/search_settings.py` read: per configuration its parameters, validation metric per
@@ -59,7 +59,7 @@ def _train_one(job: tuple[int, dict, dict, str]) -> dict:
 
 
 def draw_configs(search: dict, initial: dict, count: int, seed: int) -> list[dict]:
-    """`count` configurations: the seed configuration, then independent random draws."""
+    """`count` configurations: the initial configuration, then independent random draws."""
     import optuna
 
     from sweeps.search import optuna_distributions

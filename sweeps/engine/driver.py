@@ -60,7 +60,7 @@ from sweeps.runfolder.storage import (
 )
 from sweeps.runfolder.study import export_study
 from sweeps.search import make_sampler, optuna_distributions
-from sweeps.warmstart import first_points, seed_searcher
+from sweeps.warmstart import add_earlier_trials, first_points
 from trainer.datasets import load_data
 
 
@@ -161,7 +161,7 @@ def make_searcher(plan: SweepPlan, concurrency: int):
     if plan.warm_start:  # the earlier sweep's best first, its trials already in the study
         first = first_points(plan.warm_start)
     else:
-        first = [dict(plan.initial)] if plan.initial and setting.seed_first else []
+        first = [dict(plan.initial)] if plan.initial and setting.initial_first else []
     metric: str | list[str] = plan.metric
     mode: str | list[str] = plan.mode
     if plan.objectives:  # Optuna's TPE is multi-objective by itself (MOTPE); each trial's last report counts
@@ -169,7 +169,7 @@ def make_searcher(plan: SweepPlan, concurrency: int):
     searcher = OptunaSearch(space=distributions, metric=metric, mode=mode, sampler=sampler,
                             points_to_evaluate=first or None)
     if plan.warm_start:
-        seed_searcher(searcher, plan.warm_start)
+        add_earlier_trials(searcher, plan.warm_start)
     return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
 
 

@@ -23,7 +23,7 @@ from sweeps.runfolder.storage import (
     with_time_limit,
     write_text,
 )
-from sweeps.search import OLD_NAMES, SETTINGS, Param, Setting, default_setting, setting_named
+from sweeps.search import OLD_SAMPLERS, OLD_SETTINGS, SETTINGS, Param, Setting, default_setting, setting_named
 from trainer.config import TrainConfig, from_dict
 
 
@@ -140,7 +140,8 @@ class SweepPlan:
             fields = json.loads(text)
             if "sampler" in fields:  # a plan from before the settings were named: its sampler alone
                 sampler = fields.pop("sampler")
-                fields.setdefault("setting", sampler if sampler == "default" else OLD_NAMES.get(sampler, sampler))
+                fields.setdefault("setting", sampler if sampler == "default" else OLD_SAMPLERS.get(sampler, sampler))
+            fields["setting"] = OLD_SETTINGS.get(fields.get("setting", "default"), fields.get("setting", "default"))
             warm = fields.get("warm_start")  # {} in plans of a sweep that started from nothing
             fields["warm_start"] = WarmStart.from_dict(warm) if warm else None
             plan = cls(**fields)

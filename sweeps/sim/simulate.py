@@ -1,7 +1,7 @@
 """Search settings tried on recorded results, in seconds and without training.
 
 A sweep's outcome depends on its search settings (the sampler, TPE's random start count,
-the constant liar, whether the preset's seed configuration runs first) and on chance, so one
+the constant liar, whether the preset's initial configuration runs first) and on chance, so one
 sweep says little about a setting. Here a setting is judged on many seeds at once: Optuna's
 real sampler proposes configurations, each is answered by the recorded learning curve of the
 nearest configuration trained to the end once (a nearest-neighbour table, as Syne Tune's
@@ -49,7 +49,7 @@ class Recorded:
 @dataclass
 class Recording:
     search: dict[str, dict[str, list]]  # the search space as presets write it: {key: {kind: args}}
-    initial: dict[str, Any]  # the preset's seed configuration ({}: none)
+    initial: dict[str, Any]  # the preset's initial configuration ({}: none)
     metric: str
     mode: str
     max_epochs: int
@@ -102,7 +102,7 @@ def simulate(recording: Recording, setting: Setting, trials: int, seed: int, con
              early_stopping: bool = True, nearest: Nearest | None = None,
              first: list[dict[str, Any]] | None = None) -> SweepResult:
     """One sweep of `trials` under `setting`, answered from `recording`. `first`: configurations
-    that start before the sampler proposes any (after the seed configuration, where the setting
+    that start before the sampler proposes any (after the initial configuration, where the setting
     runs it), as a warm start's best do."""
     import optuna
 
@@ -111,7 +111,7 @@ def simulate(recording: Recording, setting: Setting, trials: int, seed: int, con
     distributions = optuna_distributions(recording.search)
     study_direction = direction(recording.mode)
     study = optuna.create_study(direction=study_direction, sampler=make_sampler(setting, trials, seed))
-    if setting.seed_first and recording.initial:
+    if setting.initial_first and recording.initial:
         study.enqueue_trial(recording.initial)
     for params in first or []:
         study.enqueue_trial(params)
