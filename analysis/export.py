@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.augment import storage_size
-from trainer.config import TrainConfig
 from trainer.errors import DataError
 
 from .output import check_output_folder, replaced_folder
@@ -74,18 +73,6 @@ class Loaded:
     trained: Trained
     input_size: int
     trial: pd.Series
-
-    @property
-    def config(self) -> TrainConfig:
-        return self.trained.config
-
-    @property
-    def classes(self) -> list[str]:
-        return self.trained.classes
-
-    @property
-    def channels(self) -> int:
-        return self.trained.channels
 
 
 def choose_trial(run: Run, trial: str | None = None, max_latency_ms: float | None = None,
@@ -249,14 +236,15 @@ def _log_to_mlflow(mlflow, uri: str, out: Path, meta: dict) -> str:
 
 
 def _meta(run: Run, loaded: Loaded, fmt: str) -> dict:
-    row = loaded.trial
+    row, trained = loaded.trial, loaded.trained
     value = row[run.metric]
-    return {"format": fmt, "classes": loaded.classes, "channels": loaded.channels, "input_size": loaded.input_size,
-            "image_size": loaded.config.image_size, "input": "uint8 [batch, channels, input_size, input_size], "
+    return {"format": fmt, "classes": trained.classes, "channels": trained.channels, "input_size": loaded.input_size,
+            "image_size": trained.config.image_size, "input": "uint8 [batch, channels, input_size, input_size], "
             "short side resized to input_size then center-cropped", "output": "class probabilities [batch, classes]",
             "run": run.path, "preset": run.plan.preset, "trial": str(row["trial_id"]), "metric": run.metric,
             "value": None if pd.isna(value) else float(value), "best_epoch": int(row["best_epoch"]),
-            "dataset": loaded.config.dataset, "model": loaded.config.model, "exported": time.strftime("%Y-%m-%d %H:%M")}
+            "dataset": trained.config.dataset, "model": trained.config.model,
+            "exported": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def _cost_line(row: pd.Series, column: str, label: str, fmt: str) -> str:
@@ -266,10 +254,11 @@ def _cost_line(row: pd.Series, column: str, label: str, fmt: str) -> str:
 
 def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, labels: np.ndarray) -> str:
     """MODEL.md: the sections a model hub's card has."""
-    row, config, check = loaded.trial, loaded.config, meta["check"]
-    per_class = pd.DataFrame({"class": loaded.classes,
-                              "images": np.bincount(labels, minlength=len(loaded.classes)),
-                              "correct": np.bincount(labels[predictions == labels], minlength=len(loaded.classes))})
+    row, trained, check = loaded.trial, loaded.trained, meta["check"]
+    config, classes = trained.config, trained.classes
+    per_class = pd.DataFrame({"class": classes,
+                              "images": np.bincount(labels, minlength=len(classes)),
+                              "correct": np.bincount(labels[predictions == labels], minlength=len(classes))})
     per_class["accuracy"] = (per_class["correct"] / per_class["images"].where(per_class["images"] > 0)).round(4)
     hours_trial = float(row.get("time_s", 0) or 0) / 3600
     hours_sweep = float(np.nansum(run.trials["time_s"])) / 3600
@@ -279,7 +268,7 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
                                   "weight_decay", "scheduler", "epochs", "batch_size", "label_smoothing"))
     lines = [
         f"# {config.model} on {config.dataset}", "",
-        f"A {config.model} image classifier of {len(loaded.classes)} classes, trained by resweep's sweep "
+        f"A {config.model} image classifier of {len(classes)} classes, trained by resweep's sweep "
         f"`{run.plan.preset}` and exported as {meta['format']} ({FORMATS[meta['format']]}).", "",
         "## Use", "",
         "```python",
@@ -287,16 +276,16 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
            f"meta = json.load(open('{META_FILE}'))"] if meta["format"] == "torchscript" else
           ["import json, onnxruntime", f"session = onnxruntime.InferenceSession('{FORMATS['onnx']}')",
            f"meta = json.load(open('{META_FILE}'))"]),
-        f"# images: uint8 [batch, {loaded.channels}, {loaded.input_size}, {loaded.input_size}], each resized on its "
+        f"# images: uint8 [batch, {trained.channels}, {loaded.input_size}, {loaded.input_size}], each resized on its "
         f"short side to {loaded.input_size} and center-cropped",
         "probabilities = " + ("model(images)" if meta["format"] == "torchscript" else
                               "session.run(None, {'images': images})[0]") + "  # [batch, classes]",
         "```", "",
         "Or `analysis predict THIS_FOLDER IMAGES...` where resweep is installed.", "",
         "## Data", "",
-        f"- data set `{config.dataset}`, {len(loaded.classes)} classes: " + ", ".join(loaded.classes[:20])
-        + (" ..." if len(loaded.classes) > 20 else ""),
-        f"- input {loaded.channels} channel(s) at {loaded.input_size} px, center-cropped to {config.image_size} px",
+        f"- data set `{config.dataset}`, {len(classes)} classes: " + ", ".join(classes[:20])
+        + (" ..." if len(classes) > 20 else ""),
+        f"- input {trained.channels} channel(s) at {loaded.input_size} px, center-cropped to {config.image_size} px",
         "", "## Training configuration", "", f"- {training}", f"- searched values of this trial: {searched}", "",
         "## Metrics", "",
         f"- {run.metric} = {meta['value']:.4f} (its best epoch, {meta['best_epoch']}, whose weights these are)"

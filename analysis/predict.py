@@ -65,7 +65,7 @@ def load_classifier(model: str) -> Classifier:
 
     run_data = load_run(model)  # a run folder: its best trial, eagerly
     loaded = load_trial(run_data, choose_trial(run_data))
-    return Classifier(loaded.classes, loaded.channels, loaded.input_size, loaded.packaged,
+    return Classifier(loaded.trained.classes, loaded.trained.channels, loaded.input_size, loaded.packaged,
                       f"{model} trial {loaded.trial['trial_id']}")
 
 

@@ -103,10 +103,8 @@ class TestEvaluation:
 
 def evaluate_on_test(trained: Trained, device: torch.device, data_dir: Path | None = None) -> TestEvaluation:
     """The model on its run's test split, on `device`."""
+    data = trained.data(data_dir)
     config = dataclasses.replace(trained.config, device=device.type)
-    if data_dir is not None:
-        config = dataclasses.replace(config, data_dir=str(data_dir))
-    data = load_data(config)
     loader = eval_loader(data.test, config, data, device)
     model = trained.model.to(device)
     logits = predict(model, loader, config, device)

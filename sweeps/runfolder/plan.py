@@ -141,7 +141,8 @@ class SweepPlan:
             if "sampler" in fields:  # a plan from before the settings were named: its sampler alone
                 sampler = fields.pop("sampler")
                 fields.setdefault("setting", sampler if sampler == "default" else OLD_SAMPLERS.get(sampler, sampler))
-            fields["setting"] = OLD_SETTINGS.get(fields.get("setting", "default"), fields.get("setting", "default"))
+            setting = fields.get("setting", "default")
+            fields["setting"] = OLD_SETTINGS.get(setting, setting)  # renamed since
             warm = fields.get("warm_start")  # {} in plans of a sweep that started from nothing
             fields["warm_start"] = WarmStart.from_dict(warm) if warm else None
             plan = cls(**fields)
