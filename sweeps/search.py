@@ -106,7 +106,9 @@ def make_sampler(setting: Setting, trials: int, seed: int):
     if setting.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if setting.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
+        from sweeps.nsga2 import PicklableNSGAII
+
+        return PicklableNSGAII(seed=seed, population_size=max(4, min(50, trials // 3)))
     if setting.sampler == "qmc":
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,

@@ -14,7 +14,7 @@ PACKAGES = ("trainer", "sweeps", "analysis")
 LAYERS = [
     ("trainer",),  # pure PyTorch: one training run
     ("sweeps.errors",),  # the errors a user can fix
-    ("sweeps.search",),  # parameters, distributions, search settings, samplers
+    ("sweeps.search", "sweeps.nsga2"),  # parameters, distributions, search settings, samplers
     ("sweeps.presets",),  # the preset format
     ("sweeps.runfolder",),  # the run folder: storage, names, the frozen plan, results, reading a run
     ("sweeps.planner", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # built on the run folder

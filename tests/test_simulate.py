@@ -183,6 +183,31 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
 
 
+
+@pytest.mark.parametrize("setting", [*SETTINGS, "nsga2"])
+def test_every_setting_s_searcher_pickles_as_tune_saves_it_and_suggests_after(tmp_path, setting):
+    """Tune pickles the searcher when a sweep starts and at each save of its state: a sampler
+    that does not pickle (Optuna 5's NSGA-II holds a lock) ends the sweep before its first trial,
+    or leaves a state that cannot resume."""
+    import dataclasses
+
+    from ray import cloudpickle
+
+    from sweeps.engine.driver import make_searcher
+    from sweeps.planner import make_plan
+    from sweeps.presets import load_preset
+
+    plan = make_plan(load_preset(preset(tmp_path, trials=8, initial={"lr": 0.05, "weight_decay": 5e-4})),
+                     overrides=[], samples=None, concurrency=2, gpus=None, cpus=None,
+                     storage=str(tmp_path / "runs"), name="s", seed=3)
+    if setting == "nsga2":  # several objectives only
+        plan = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
+    searcher = make_searcher(dataclasses.replace(plan, setting=setting), 2)
+    searcher.suggest("t0")
+    loaded = cloudpickle.loads(cloudpickle.dumps(searcher))
+    assert set(loaded.suggest("t1")) == {"lr", "weight_decay"}
+
+
 def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting(tmp_path):
     """resweep.json before the settings were named held `sampler` (default | tpe | random |
     nsga2), and two settings had names with "seed" in them for the initial configuration: such run
