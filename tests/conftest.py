@@ -134,25 +134,3 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
         entries.append([json.dumps(meta), json.dumps(run_meta)])
     (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
     return plan, root
-
-
-def pytest_collection_modifyitems(config, items):
-    """The fast tests first, on a quiet machine (some bound a command's seconds), then the slow
-    ones, beside which the benchmark smoke runs go in the background (tests/smokeruns.py), then
-    the benchmark tests, which collect those runs."""
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is not None,
-                                 item.path.name == "test_benchmarks.py"))
-
-
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("slow") is not None and any(
-            i.path.name == "test_benchmarks.py" for i in item.session.items):
-        import smokeruns
-
-        smokeruns.smoke_runs()  # started once, with the first slow test
-
-
-def pytest_sessionfinish(session, exitstatus):
-    import smokeruns
-
-    smokeruns.close()  # runs under way when the session ends early (-x, Ctrl-C) end with it

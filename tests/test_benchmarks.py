@@ -1,31 +1,57 @@
 """Every benchmark script still runs, at smoke sizes, and ends with its `ratio=` line.
 Nothing here is timed: the figures come from full-size runs (benchmarks/BENCHMARKS.md). The
-runs go in the background beside the other slow tests (tests/smokeruns.py): most of a smoke
-run is Ray starting and Tune waiting, not computing."""
+scripts run two at a time, started together by the first test that asks: most of a smoke run
+is Ray starting and Tune waiting, not computing."""
 
 import math
-from concurrent.futures import Future
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import smokeruns
-from smokeruns import SMOKE
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+SMOKE = {
+    "trainer_overhead.py": ["--rounds", "1", "--samples", "256", "--width", "4"],
+    "data_pipeline.py": ["--images", "24", "--workers", "1"],
+    "sweep_efficiency.py": ["--samples", "2", "--seeds", "1"],
+    "orchestration.py": ["--reused", "2", "4", "--fresh", "1", "2", "--scale", "2", "--scale-epochs", "1"],
+    "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
+    "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
+    "asha_replay.py": ["--orders", "20"],
+    "warm_start.py": ["--seeds", "1", "--trials", "1", "--epochs", "1"],
+    "cpu_step.py": ["--smoke-test"],
+    "export_latency.py": ["--smoke-test"],
+    "multi_objective.py": ["--seeds", "1", "--samples", "2", "--epochs", "1"],
+    "peers.py": ["--smoke-test"],
+    "search_settings.py": ["--seeds", "2", "--trials", "8"],
+}
+
+LONGEST = ["peers.py", "orchestration.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
+           "storage_sync.py"]  # each a minute or so at smoke size: real sweeps on Ray
 
 
 def test_every_benchmark_script_has_a_smoke_size():
     assert sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")) == sorted(SMOKE)
 
 
+def _smoke_run(script: str, folder: Path) -> subprocess.CompletedProcess:
+    folder.mkdir()
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]], cwd=folder,
+                          capture_output=True, text=True, timeout=600)
+
+
 @pytest.fixture(scope="module")
-def smoke_runs() -> dict[str, Future]:
-    runs = smokeruns.smoke_runs()  # under way since the first slow test, where the whole suite runs
-    if runs.lanes < 2:
-        runs.add_lane()  # nothing else runs from here on
-    return runs.futures
+def smoke_runs(tmp_path_factory) -> dict[str, Future]:
+    root = tmp_path_factory.mktemp("benchmarks")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # the longest first, so that the two lanes end together
+        order = sorted(SMOKE, key=lambda script: (script not in LONGEST, LONGEST.index(script)
+                                                   if script in LONGEST else 0))
+        yield {script: pool.submit(_smoke_run, script, root / script.removesuffix(".py")) for script in order}
 
 
 @pytest.mark.parametrize("script", sorted(SMOKE))
