@@ -174,3 +174,7 @@ def test_the_first_epoch_reports_the_models_cost():
     model.train()
     cost = measure_cost(model, tiny(), 3, torch.device("cpu"), budget_s=0.01)
     assert model.training and cost["params"] == count_parameters(model)
+    # the same architecture again (a reused actor's next trial): the figures measured once, not re-timed
+    assert measure_cost(build_model(tiny(), 4), tiny(), 3, torch.device("cpu"), budget_s=0.01) == cost
+    wider = measure_cost(build_model(tiny(width=8), 4), tiny(width=8), 3, torch.device("cpu"), budget_s=0.01)
+    assert wider["params"] > cost["params"]

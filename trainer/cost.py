@@ -21,6 +21,12 @@ from .config import TrainConfig
 LATENCY_BATCH = 1  # ms per image as a service answering one request sees it
 THROUGHPUT_BATCH = 64  # images/s as a batch job sees it
 
+# Figures already measured in this process, by what they depend on (the model's structure, its
+# input, memory format, device and precision; never its weights): a reused trial actor's next
+# trial of the same architecture reports them again instead of spending a second or more on its
+# timing (most sweeps search only the training, not the model).
+_MEASURED: dict[tuple, dict[str, float]] = {}
+
 
 def count_flops(model: nn.Module, image: torch.Tensor) -> float:
     """Forward FLOPs of one image ([1, C, H, W] on the model's device)."""
@@ -33,7 +39,8 @@ def measure_cost(model: nn.Module, config: TrainConfig, channels: int, device: t
                  autocast=None, budget_s: float = 0.2) -> dict[str, float]:
     """params, gflops (per image at the config's image size), latency_ms (batch 1) and infer_img_s
     (batch 64) of `model` in eval mode on `device`, in the trial's precision (`autocast`: the
-    training autocast context; fp32 on the CPU). The model's train/eval mode is restored."""
+    training autocast context; fp32 on the CPU). The model's train/eval mode is restored.
+    Measured once per architecture in a process (`_MEASURED`)."""
     from contextlib import nullcontext
 
     # torch.utils.benchmark imports cpp_extension, which logs a line about CUDA_HOME on machines
@@ -41,6 +48,10 @@ def measure_cost(model: nn.Module, config: TrainConfig, channels: int, device: t
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.benchmark import Timer
 
+    key = (str(model), channels, config.image_size, config.channels_last, str(device),
+           str(getattr(autocast, "fast_dtype", None)) if autocast is not None else None, budget_s)
+    if key in _MEASURED:
+        return dict(_MEASURED[key])
     was_training = model.training
     model.eval()
     size = config.image_size
@@ -60,5 +71,6 @@ def measure_cost(model: nn.Module, config: TrainConfig, channels: int, device: t
             min_run_time=budget_s).median
     finally:
         model.train(was_training)
-    return {"params": float(sum(p.numel() for p in model.parameters())), "gflops": flops / 1e9,
-            "latency_ms": seconds_one * 1e3 / LATENCY_BATCH, "infer_img_s": THROUGHPUT_BATCH / seconds_batch}
+    _MEASURED[key] = {"params": float(sum(p.numel() for p in model.parameters())), "gflops": flops / 1e9,
+                      "latency_ms": seconds_one * 1e3 / LATENCY_BATCH, "infer_img_s": THROUGHPUT_BATCH / seconds_batch}
+    return dict(_MEASURED[key])
