@@ -151,7 +151,10 @@ def summary_section(c: Context) -> list[str]:
              f"- epochs trained: {cost.epochs_used} of {cost.epochs_full} without early stopping "
              f"({cost.epochs_used / max(cost.epochs_full, 1):.0%})",
              f"- {cost.unit}{'' if cost.unit == 'GPU-hours' else ' (epoch times of every trial, summed)'}: "
-             f"{cost.hours_used:.3g} used, about {cost.hours_full:.3g} without early stopping",
+             f"{cost.hours_used:.3g} used, about {cost.hours_full:.3g} without early stopping"
+             + (f"; **${run.spent:,.2f} spent**, about ${cost.hours_full * plan.price_per_hour:,.2f} without, at "
+                f"${plan.price_per_hour:.3g} per {cost.unit[:-1]} ({plan.price_source})"
+                if plan.price_per_hour else ""),
              "- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
                                             for k, v in plan.search.items())]
     if best is not None:

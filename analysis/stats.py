@@ -30,14 +30,13 @@ class Cost:
 
     @classmethod
     def of(cls, run: Run) -> Cost:
-        trials, gpu = run.trials, float(run.plan.gpu)
-        scale = gpu if gpu > 0 else 1.0
+        trials = run.trials
         epochs = trials["epochs_trained"]
         per_epoch = trials["time_s"] / epochs.where(epochs > 0)
         return cls(epochs_used=int(epochs.sum()), epochs_full=len(trials) * run.max_epochs,
-                   hours_used=float(np.nansum(trials["time_s"])) / 3600 * scale,
-                   hours_full=float(np.nansum(per_epoch * run.max_epochs)) / 3600 * scale,
-                   unit="GPU-hours" if gpu > 0 else "CPU-hours")
+                   hours_used=run.trial_hours,
+                   hours_full=float(np.nansum(per_epoch * run.max_epochs)) / 3600 * run.plan.units,
+                   unit=run.plan.unit)
 
 
 @dataclass
@@ -56,6 +55,8 @@ def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
     if history.empty or metric not in history or "epoch_time_s" not in history:
         return None
     rows = history.dropna(subset=[metric, "epoch_time_s"])
+    if "replayed" in rows:
+        rows = rows[~rows["replayed"].astype(bool)]  # a stored epoch reported again cost nothing
     if rows.empty:
         return None
     if "finished_at" in rows and rows["finished_at"].notna().all():
@@ -63,8 +64,7 @@ def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
     else:  # runs from before epochs were timed: in trial order
         order = {t: i for i, t in enumerate(run.trials["trial_id"])}
         rows = rows.assign(_order=rows["trial_id"].map(order)).sort_values(["_order", "epoch"], kind="stable")
-    scale = float(run.plan.gpu) or 1.0
-    hours = np.cumsum(rows["epoch_time_s"].to_numpy(float) * scale) / 3600
+    hours = np.cumsum(rows["epoch_time_s"].to_numpy(float) * run.plan.units) / 3600
     values = rows[metric].to_numpy(float)
     best = np.maximum.accumulate(values) if run.mode == "max" else np.minimum.accumulate(values)
     gap = (best[-1] - best) if run.mode == "max" else (best - best[-1])

@@ -180,6 +180,11 @@ def run(
     warm_start: Annotated[str | None, typer.Option(
         help="An earlier sweep's run folder or URI: its trials join the search and its best configurations "
              "train first.")] = None,
+    instance: Annotated[str | None, typer.Option(
+        help="The instance type the trials run on, for the plan's money (default: cluster.yaml's GPU "
+             "worker; sweeps/prices.py lists the known ones).")] = None,
+    price_per_hour: Annotated[float | None, typer.Option(
+        help="Your price of a GPU-hour (of a CPU-hour for CPU trials), in USD: wins over the price table.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna search, ASHA early stopping, a checkpoint per epoch."""
@@ -192,7 +197,8 @@ def run(
                               storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
                               mlflow=mlflow, wandb=wandb, epochs=max_epochs,
                               data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
-                              early_stopping=not no_early_stopping, warm_start=warm_start)
+                              early_stopping=not no_early_stopping, warm_start=warm_start,
+                              instance=instance, price_per_hour=price_per_hour)
         if plan.warm_start is not None and not dry_run:
             from sweeps.warmstart import describe
 
@@ -345,8 +351,13 @@ def _status_lines(run_data) -> tuple[list[str], bool]:
     table = run_data.trials
     planned = run_data.plan.trials
     ended = int(table["status"].isin(["TERMINATED", "ERROR"]).sum()) if not table.empty else 0
-    lines = [f"{run_data.plan.preset}: {ended} of {planned} trials ended, metric {run_data.metric} "
+    plan = run_data.plan
+    lines = [f"{plan.preset}: {ended} of {planned} trials ended, metric {run_data.metric} "
              f"({run_data.mode}), max epochs {run_data.max_epochs}"]
+    if not table.empty:
+        lines.append(f"spent: {run_data.trial_hours:.3g} {plan.unit} measured" + (
+            f", ${run_data.spent:,.2f} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
+            if plan.price_per_hour else " (no price: pass --price-per-hour to `sweep run`)"))
     if table.empty:
         return lines + ["no trial has reported yet"], False
     cols = ["trial_id", "status", "epochs_trained", run_data.metric, "stopped_early", "retries", "node_losses"]

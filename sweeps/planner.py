@@ -9,19 +9,12 @@ from dataclasses import replace
 
 from sweeps.errors import SweepError
 from sweeps.presets import Preset, PresetError
+from sweeps.prices import INSTANCES, find_worker, plan_price
 from sweeps.runfolder.plan import SweepPlan
 from sweeps.runfolder.storage import StoreError, absolute, check_uri
 from sweeps.search import SETTINGS, setting_named
 from sweeps.warmstart import describe, load_warm_start
 from trainer.config import ConfigError, apply_overrides, from_dict
-
-# Training images per epoch of each dataset (for the cost estimate of --dry-run).
-TRAIN_IMAGES = {"digits": 1258, "flowers102": 1020, "flowers5": 3496, "cifar10": 45000, "cifar100": 45000,
-                "imagefolder": 10000}
-
-# Sustained training throughput assumed for the GPU-hours estimate: 50 TFLOP/s, about
-# 2,000 ResNet50 training images/s at 224 (3 x 8.2 GFLOP each), what bf16 reaches on an A100.
-ASSUMED_FLOPS = 50e12
 
 # training keys that `sweep run` takes as typed options of their own
 TYPED_OPTIONS = {"epochs": "--max-epochs", "data_dir": "--data-dir", "seed": "--seed"}
@@ -31,12 +24,16 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
               gpus: float | None, cpus: float | None, storage: str, name: str | None, seed: int | None,
               mlflow: str | None = None, wandb: str | None = None, epochs: int | None = None,
               data_dir: str | None = None, early_stopping: bool = True, setting: str = "default",
-              warm_start: str | None = None) -> SweepPlan:
+              warm_start: str | None = None, instance: str | None = None,
+              price_per_hour: float | None = None) -> SweepPlan:
     """The plan of preset `p` with the command line's values: `overrides` are --set KEY=VALUE
     items; `epochs`, `data_dir` and `seed` come typed from --max-epochs, --data-dir and --seed
     and win over both. `early_stopping` off trains every trial to the end; `setting` names a
     search setting (sweeps.search; "default": the plan chooses); `warm_start` is an earlier
-    sweep whose best configurations come first (in place of the preset's initial configuration)."""
+    sweep whose best configurations come first (in place of the preset's initial configuration).
+    `instance` names the instance type the trials run on (sweeps.prices; by default the GPU
+    worker of cluster.yaml where the plan takes GPUs), `price_per_hour` the user's price of a
+    GPU-hour (a CPU-hour for CPU trials), which wins over the table's."""
     base = apply_overrides(p.train, overrides) if overrides else p.train
     typed = {k: v for k, v in (("epochs", epochs), ("data_dir", data_dir), ("seed", seed)) if v is not None}
     for key, value in typed.items():
@@ -52,6 +49,11 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
             setting_named(setting)
         except KeyError:
             raise SweepError(f"no search setting {setting!r}; known: {', '.join(SETTINGS)}, nsga2") from None
+    if instance and instance not in INSTANCES:
+        raise SweepError(f"--instance {instance}: not in the price table; known: {', '.join(INSTANCES)} "
+                         f"(or pass --price-per-hour)")
+    if price_per_hour is not None and price_per_hour <= 0:
+        raise SweepError(f"--price-per-hour {price_per_hour:g}: a price must be above 0")
     if samples is not None and samples < 1:
         raise SweepError(f"--samples {samples}: need at least 1 trial")
     if concurrency is not None and concurrency < 0:
@@ -79,6 +81,10 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
                      created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
                      wandb=p.wandb if wandb is None else wandb, objectives=dict(p.objectives),
                      early_stopping=early_stopping, setting=setting)
+    worker = find_worker() if gpu > 0 else None  # a CPU sweep's trials are not on the cluster's GPU workers
+    instance = instance or (worker.instance if worker and worker.instance in INSTANCES else "")
+    price, source = plan_price(instance, price_per_hour, worker)
+    plan = replace(plan, instance=instance, price_per_hour=price, price_source=source)
     for params in ([plan.initial] if plan.initial else []):
         try:
             from_dict(params, base=base)
@@ -89,32 +95,11 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     return plan
 
 
-def trial_gflops(plan: SweepPlan) -> float:
-    """Forward GFLOPs of one image of this plan's model, counted on the CPU."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from trainer.catalog import BY_NAME as DATASETS
-    from trainer.models import build_model
-
-    config = from_dict({"pretrained": False}, base=plan.base_config)
-    known = DATASETS.get(config.dataset)
-    channels = known.channels if known else 3
-    model = build_model(config, num_classes=10, in_channels=channels).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, channels, config.image_size, config.image_size))
-    return counter.get_total_flops() / 1e9
-
 def describe_plan(plan: SweepPlan) -> str:
+    from sweeps.estimate import describe_cost, images_of, plan_gflops
+
     epochs_at_most = plan.trials * plan.max_epochs
-    images = TRAIN_IMAGES.get(plan.train["dataset"], plan.train.get("synthetic_samples", 1000))
-    if plan.train.get("max_train_samples"):
-        images = min(images, plan.train["max_train_samples"])
-    gflops = trial_gflops(plan)
-    # forward + backward = 3 forward passes per training image, plus evaluating a validation split
-    # of about a third of the training images
-    epoch_s = images * (3 + 1 / 3) * gflops * 1e9 / ASSUMED_FLOPS
-    gpu_hours = epochs_at_most * epoch_s * max(plan.gpu, 0) / 3600
+    gflops, (images, _, _) = plan_gflops(plan), images_of(plan)
     lines = [
         f"plan for {plan.preset}: {plan.description}",
         f"  run folder      {plan.path}",
@@ -129,7 +114,7 @@ def describe_plan(plan: SweepPlan) -> str:
         f"  resources       {plan.gpu:g} GPU and {plan.cpu:g} CPU per trial; concurrency "
         f"{plan.concurrency or 'as resources allow'}",
         f"  model           {plan.train['model']} ({gflops:.2f} GFLOPs/image at {plan.train['image_size']}px) "
-        f"on {plan.train['dataset']} (~{images} training images)",
+        f"on {plan.train['dataset']} ({images:,} training images)",
         "  search space:",
     ]
     for key, param in plan.params().items():
@@ -143,12 +128,6 @@ def describe_plan(plan: SweepPlan) -> str:
     logged += f", MLflow at {plan.mlflow}" if plan.mlflow else ""
     logged += f", W&B project {plan.wandb}" if plan.wandb else ""
     lines.append(f"  logged to       {logged}")
-    if plan.gpu > 0:
-        lines.append(f"  GPU-hours       about {gpu_hours:.2f} at most ({epochs_at_most} epochs x "
-                     f"~{epoch_s:.2g} s x "
-                     f"{plan.gpu:g} GPU, at an assumed {ASSUMED_FLOPS / 1e12:.0f} TFLOP/s; ASHA stops most "
-                     f"trials well before that)")
-    else:
-        lines.append(f"  GPU-hours       0 (CPU only; {epochs_at_most} trial-epochs at most)")
+    lines += describe_cost(plan)
     return "\n".join(lines)
 

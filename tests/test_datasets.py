@@ -205,3 +205,27 @@ def test_training_through_the_pil_path(tmp_path):
     train(tiny(data_path="pil", num_workers=0, epochs=4), report=lambda m, s: rows.append(m))
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"], "the model learns from what the PIL path feeds it"
+
+
+def test_the_digits_are_scikit_learn_s_own_read_without_importing_it():
+    """The digits come from the file scikit-learn ships, read directly: the same images and
+    targets as its loader, and a process that loads them never imports scikit-learn (3 s of
+    CPU in each trial actor and driver)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from trainer.datasets import digits_arrays
+
+    images, target = digits_arrays()
+    theirs = load_digits()
+    assert np.array_equal(images, theirs.images) and np.array_equal(target, theirs.target)
+    code = ("import sys; from trainer.config import TrainConfig, from_dict; from trainer.datasets import load_data; "
+            "data = load_data(from_dict({'dataset': 'digits', 'image_size': 16}, base=TrainConfig())); "
+            "print(len(data.train.labels), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "RESWEEP_DATA": os.environ["RESWEEP_DATA"]})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1259", "False"], out.stdout

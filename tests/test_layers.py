@@ -14,10 +14,10 @@ PACKAGES = ("trainer", "sweeps", "analysis")
 LAYERS = [
     ("trainer",),  # pure PyTorch: one training run
     ("sweeps.errors",),  # the errors a user can fix
-    ("sweeps.search", "sweeps.nsga2"),  # parameters, distributions, search settings, samplers
+    ("sweeps.search", "sweeps.nsga2", "sweeps.prices"),  # parameters, search settings, samplers; prices
     ("sweeps.presets",),  # the preset format
     ("sweeps.runfolder",),  # the run folder: storage, names, the frozen plan, results, reading a run
-    ("sweeps.planner", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # built on the run folder
+    ("sweeps.planner", "sweeps.estimate", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # on the run folder
     ("sweeps.engine",),  # Ray: the driver, the trial actor, schedulers, callbacks
     ("sweeps.cli",),  # the `sweep` command
     ("analysis",),  # reads run folders: tables, plots, Grad-CAM, report, export

@@ -171,8 +171,8 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     env = dict(os.environ, PYTHONUNBUFFERED="1", TUNE_GLOBAL_CHECKPOINT_S="1")
     sweep_bin = str(Path(sys.executable).parent / "sweep")
     driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
-                               "killed"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                              start_new_session=True)
+                               "killed", "--price-per-hour", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=env, start_new_session=True)
 
     def one_done_one_midway():
         states = experiment_state(str(run_path))
@@ -209,6 +209,14 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
         twice += len(trained) - len(set(trained))
     print(f"epochs trained twice: {twice} over {len(after)} trials")
     assert "best trial" in result.output
+    # the money counts every epoch trained, by either driver, once; replays cost nothing
+    run = load_run(str(run_path))
+    trained_s = sum(float(r["epoch_time_s"]) for reported in after.values() for r in reported if not r.get("replayed"))
+    assert run.plan.price_per_hour == 2 and run.spent == pytest.approx(trained_s / 3600 * 2)
+    killed_s = sum(float(r["epoch_time_s"]) for reported in before.values() for r in reported if not r.get("replayed"))
+    assert 0 < killed_s < trained_s
+    status = run_cli("status", str(run_path))
+    assert f"${run.spent:,.2f} at $2 per CPU-hour (--price-per-hour)" in status.output
 
 
 def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_plan(tmp_path):

@@ -212,6 +212,21 @@ def test_the_progress_line_counts_trials_and_estimates_time_left():
     assert "left" in line
 
 
+
+def test_the_progress_line_says_the_money_spent_and_forecast_at_the_measured_pace():
+    # 2 GPUs a trial at $3 a GPU-hour, half a GPU-hour spent by the drivers before this one
+    progress = SweepProgress("val_acc", "max", total=4, max_epochs=2, price_per_hour=3.0, units=2, hours_before=0.5)
+    trials = [_trial("a", "RUNNING", 1), _trial("b", "PENDING")]
+    assert progress.money(trials, progress.counts(trials)) == (1.5, None)  # nothing measured yet: no forecast
+    progress.on_result("a", {"epoch": 1, "val_acc": 0.5, "epoch_time_s": 1800.0})
+    progress.on_result("a", {"epoch": 1, "val_acc": 0.5, "epoch_time_s": 1800.0, "replayed": True})  # cost nothing
+    spent, forecast = progress.money(trials, progress.counts(trials))
+    assert spent == pytest.approx((0.5 + 1800 * 2 / 3600) * 3)  # $4.50
+    # 1 epoch left of a, 2 for each of the 3 trials to come: 7 epochs at the measured 1800 s, 2 GPUs, $3
+    assert forecast == pytest.approx(spent + 7 * 1800 * 2 * 3 / 3600)
+    assert "| $4.50 spent, ~$25.50 at the end" in progress.line(trials)
+    assert "spent" not in SweepProgress("val_acc", "max", total=4, max_epochs=2).line(trials)  # no price, no money
+
 @pytest.mark.slow
 def test_status_watch_refreshes_until_every_planned_trial_has_ended(crashed_run, tmp_path):
     import shutil

@@ -204,6 +204,22 @@ def load_imagefolder(config: TrainConfig) -> DataBundle:
     return data
 
 
+
+def count_images(config: TrainConfig) -> tuple[int, int, int] | None:
+    """(train, val, test) images of an image folder as `load_imagefolder` splits it, from a
+    listing alone (no image is opened); None where there is no folder to count."""
+    from .catalog import BY_NAME, split_sizes
+
+    root = data_root(config)
+    if not root.is_dir():
+        return None
+    if (root / "train").is_dir():
+        classes = _class_folders(root / "train")
+        counts = [len(_images_of(root / s, classes)) if (root / s).is_dir() else 0 for s in ("train", "val", "test")]
+    else:
+        counts = [len(_images_of(root, _class_folders(root))), 0, 0]
+    return split_sizes(BY_NAME["imagefolder"], config.val_fraction, (counts[0], counts[1], counts[2]))
+
 def _cifar(config: TrainConfig, name: str) -> DataBundle:
     import torchvision
 
@@ -245,15 +261,33 @@ def load_cifar100(config: TrainConfig) -> DataBundle:
     return _cifar(config, "cifar100")
 
 
-def load_digits(config: TrainConfig) -> DataBundle:
-    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled, one channel; fixed stratified 70/10/20 split."""
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (images [1797, 8, 8] of 0-16, targets), read from the file scikit-learn
+    ships (its `load_digits` reads the same one) without importing scikit-learn: that import costs
+    about 3 s of CPU in every process that loads the set (each trial actor, each driver), where
+    the file takes a few hundredths of a second. scikit-learn's own loader where the file moved."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits as sk_digits
 
     digits = sk_digits()
-    images = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
+    return digits.images, digits.target
+
+
+def load_digits(config: TrainConfig) -> DataBundle:
+    """scikit-learn's 1,797 handwritten 8x8 digits, upscaled, one channel; fixed stratified 70/10/20 split."""
+    pixels, target = digits_arrays()
+    images = torch.from_numpy((pixels * (255 / 16)).round().astype(np.uint8)).unsqueeze(1)
     images = resize_uint8(images, storage_size(config.augment, config.image_size))  # grayscale: one channel
-    labels = torch.from_numpy(digits.target.astype(np.int64))
-    train, val, test = stratified_split(digits.target, (0.1, 0.2), seed=0)
+    labels = torch.from_numpy(target.astype(np.int64))
+    train, val, test = stratified_split(target, (0.1, 0.2), seed=0)
     bundle_images = images.contiguous()
     mean, std = channel_stats(bundle_images[train])
     return DataBundle(Split(bundle_images[train], labels[train]), Split(bundle_images[val], labels[val]),

@@ -251,7 +251,10 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
     try:
         concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
-        progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs)
+        # a resumed sweep's money counts what its earlier drivers spent
+        before = load_run(plan.path, plan=plan).trial_hours if resume and plan.price_per_hour else 0.0
+        progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs,
+                                price_per_hour=plan.price_per_hour, units=plan.units, hours_before=before)
         callbacks = [progress, ArchiveState(), *tracking]
         if resume:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)

@@ -29,8 +29,13 @@ class SweepProgress:
     """The counts and estimates behind the line, from Tune's trials (kept apart from the
     callback so that a test can feed it)."""
 
-    def __init__(self, metric: str, mode: str, total: int, max_epochs: int):
+    def __init__(self, metric: str, mode: str, total: int, max_epochs: int, price_per_hour: float = 0.0,
+                 units: float = 1.0, hours_before: float = 0.0):
         self.metric, self.mode, self.total, self.max_epochs = metric, mode, total, max_epochs
+        # money: the price of a unit-hour (0: none known), a trial's units (GPUs, or CPUs), and
+        # the unit-hours spent before this driver (a resumed sweep's earlier drivers)
+        self.price_per_hour, self.units, self.hours_before = price_per_hour, units, hours_before
+        self.trained_s = 0.0  # measured epoch seconds since this driver started (replays excluded)
         self.started = time.monotonic()
         self.best: tuple[float, str] | None = None  # over every reported epoch
         self.best_finished: tuple[float, str] | None = None  # over trials that ended
@@ -46,6 +51,9 @@ class SweepProgress:
             return
         if not result.get("replayed"):
             self.epochs_trained += 1
+            seconds = result.get("epoch_time_s")
+            if isinstance(seconds, (int, float)) and seconds == seconds:
+                self.trained_s += float(seconds)
         if trial_id not in self.trial_best or self.better(value, (self.trial_best[trial_id], "")):
             self.trial_best[trial_id] = float(value)
         if self.better(value, self.best):
@@ -75,17 +83,31 @@ class SweepProgress:
         counts["pending"] += max(0, self.total - len(trials))
         return counts
 
-    def seconds_left(self, trials, counts: dict[str, int]) -> float | None:
-        """Epochs still to train (a finished trial's mean for each trial to come) at the rate
-        of this driver's epochs so far."""
-        elapsed = time.monotonic() - self.started
-        if self.epochs_trained < 2 or elapsed <= 0:
-            return None
+    def epochs_left(self, trials, counts: dict[str, int]) -> float:
+        """Epochs still to train: a finished trial's mean for each trial to come."""
         ended = [int((t.last_result or {}).get("epoch", 0) or 0) for t in trials if t.status in ("TERMINATED", "ERROR")]
         per_trial = sum(ended) / len(ended) if ended else self.max_epochs
         running = [int((t.last_result or {}).get("epoch", 0) or 0) for t in trials if t.status == "RUNNING"]
-        left = sum(max(per_trial - e, 1.0) for e in running) + counts["pending"] * per_trial
-        return left * elapsed / self.epochs_trained
+        return sum(max(per_trial - e, 1.0) for e in running) + counts["pending"] * per_trial
+
+    def seconds_left(self, trials, counts: dict[str, int]) -> float | None:
+        """The epochs left at the rate of this driver's epochs so far."""
+        elapsed = time.monotonic() - self.started
+        if self.epochs_trained < 2 or elapsed <= 0:
+            return None
+        return self.epochs_left(trials, counts) * elapsed / self.epochs_trained
+
+    def money(self, trials, counts: dict[str, int]) -> tuple[float, float | None] | None:
+        """(spent, forecast at the end) at the plan's price: measured epoch seconds x units x
+        price, and the epochs left at this driver's measured seconds per epoch; None without a price."""
+        if not self.price_per_hour:
+            return None
+        per_hour = self.price_per_hour * self.units
+        spent = (self.hours_before + self.trained_s * self.units / 3600) * self.price_per_hour
+        if not self.epochs_trained:
+            return spent, None
+        left_s = self.epochs_left(trials, counts) * self.trained_s / self.epochs_trained
+        return spent, spent + left_s * per_hour / 3600
 
     def line(self, trials) -> str:
         counts = self.counts(trials)
@@ -97,6 +119,10 @@ class SweepProgress:
         left = self.seconds_left(trials, counts)
         if left is not None and ended < self.total:
             text += f" | ~{clock(left)} left"
+        money = self.money(trials, counts)
+        if money is not None:
+            spent, forecast = money
+            text += f" | ${spent:.2f} spent" + (f", ~${forecast:.2f} at the end" if forecast is not None else "")
         outage = current_outage()
         if outage is not None:
             text += f" | store {outage[0]} unreachable since {time.strftime('%H:%M:%S', time.localtime(outage[1]))}"
@@ -106,8 +132,9 @@ class SweepProgress:
 class LiveProgress(Callback):
     """The progress line of `sweep run` and `sweep resume`."""
 
-    def __init__(self, metric: str, mode: str, total: int, max_epochs: int, live: bool | None = None):
-        self.args = (metric, mode, total, max_epochs)
+    def __init__(self, metric: str, mode: str, total: int, max_epochs: int, live: bool | None = None,
+                 price_per_hour: float = 0.0, units: float = 1.0, hours_before: float = 0.0):
+        self.args = (metric, mode, total, max_epochs, price_per_hour, units, hours_before)
         self.live = live
         self._state: SweepProgress | None = None
         self._display: Any = None  # rich's Live, where the output is a terminal

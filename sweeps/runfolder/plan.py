@@ -88,6 +88,21 @@ class SweepPlan:
     warm_start: WarmStart | None = None
     # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
     objectives: dict[str, str] = field(default_factory=dict)
+    # what its compute costs: the instance type its trials run on (a key of sweeps.prices.INSTANCES;
+    # "": not known), the price of a GPU-hour (a CPU-hour for CPU trials) its money is counted at
+    # (0: none known) and where that price comes from (sweeps.prices.plan_price)
+    instance: str = ""
+    price_per_hour: float = 0.0
+    price_source: str = ""
+
+    @property
+    def units(self) -> float:
+        """What a trial holds that its price per hour is of: its GPUs, or its CPUs where it takes no GPU."""
+        return self.gpu if self.gpu > 0 else self.cpu
+
+    @property
+    def unit(self) -> str:
+        return "GPU-hours" if self.gpu > 0 else "CPU-hours"
 
     @property
     def search_setting(self) -> Setting:

@@ -95,6 +95,19 @@ class Run:
         return list(self.plan.search)
 
     @property
+    def trial_hours(self) -> float:
+        """GPU-hours (CPU-hours for CPU trials) the trials trained, measured: every epoch trained
+        counts once, a restarted trial's replays of its stored epochs not at all (nor the part of
+        an epoch a lost node cut short, which nothing measured)."""
+        seconds = self.trials["time_s"].sum(skipna=True) if not self.trials.empty else 0.0
+        return float(seconds) * self.plan.units / 3600
+
+    @property
+    def spent(self) -> float:
+        """Money spent so far at the plan's price (0 where it has none): measured time x price."""
+        return self.trial_hours * self.plan.price_per_hour
+
+    @property
     def scored(self) -> pd.DataFrame:
         """The trials that have a value of the metric and did not fail: the ones a ranking may name."""
         trials = self.trials
@@ -189,14 +202,17 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
             "last_val_acc": _finite(last.get("val_acc")), "last_val_loss": _finite(last.get("val_loss")),
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
             **{key: next((_finite(r[key]) for r in epoch_rows if key in r), math.nan) for key in COST},
-            "time_s": float(sum(_finite(r.get("epoch_time_s")) for r in epoch_rows)) if epoch_rows else math.nan,
+            # measured training time: each epoch trained counts, the replays of a restarted trial do not
+            "time_s": float(sum(_finite(r.get("epoch_time_s")) for r in epoch_rows if not r.get("replayed")))
+            if epoch_rows else math.nan,
             "node": last.get("node_id", last.get("node_ip", "")),
             "checkpoint": checkpoint, "error": error,
         }
         row.update({k: params.get(k) for k in search_keys})
         rows.append(row)
         for r in epoch_rows:
-            history.append({"trial_id": trial_id, **{k: r[k] for k in BY_NAME if k in r}})
+            history.append({"trial_id": trial_id, **{k: r[k] for k in BY_NAME if k in r},
+                            "replayed": bool(r.get("replayed"))})
     columns = list(dict.fromkeys(TRIAL_COLUMNS[:4] + [metric] + TRIAL_COLUMNS[4:] + search_keys))
     trials = pd.DataFrame(rows, columns=columns).sort_values(["trial_index", "trial_id"], ignore_index=True)
     return Run(run_path, plan, trials, pd.DataFrame(history))
