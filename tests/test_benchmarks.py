@@ -28,6 +28,7 @@ SMOKE = {
     "multi_objective.py": ["--seeds", "1", "--samples", "2", "--epochs", "1"],
     "peers.py": ["--smoke-test"],
     "search_settings.py": ["--seeds", "2", "--trials", "8"],
+    "cost_estimate.py": ["--samples", "2", "--epochs", "2", "--seeds", "1"],
 }
 
 LONGEST = ["peers.py", "orchestration.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
