@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sweeps.prices import usd
 from sweeps.runfolder.layout import REPORT_FILE, report_folder
 from sweeps.runfolder.storage import is_uri, split_name
 from trainer.config import ConfigError
@@ -152,7 +153,7 @@ def summary_section(c: Context) -> list[str]:
              f"({cost.epochs_used / max(cost.epochs_full, 1):.0%})",
              f"- {cost.unit}{'' if cost.unit == 'GPU-hours' else ' (epoch times of every trial, summed)'}: "
              f"{cost.hours_used:.3g} used, about {cost.hours_full:.3g} without early stopping"
-             + (f"; **${run.spent:,.2f} spent**, about ${cost.hours_full * plan.price_per_hour:,.2f} without, at "
+             + (f"; **{usd(run.spent)} spent**, about {usd(cost.hours_full * plan.price_per_hour)} without, at "
                 f"${plan.price_per_hour:.3g} per {cost.unit[:-1]} ({plan.price_source})"
                 if plan.price_per_hour else ""),
              "- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"

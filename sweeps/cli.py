@@ -14,6 +14,7 @@ import typer
 from sweeps.console import OneLineErrors, show_warnings, user_errors
 from sweeps.errors import SweepError
 from sweeps.presets import Preset, load_preset, preset_names
+from sweeps.prices import usd
 from sweeps.runfolder.layout import enclosing_run
 from sweeps.runfolder.storage import check_writable
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
@@ -248,6 +249,8 @@ def _finish(summary: SweepSummary) -> None:
         typer.echo(f"best trial {best.trial_id}: {summary.metric}={best.value:.4f} after {best.epochs} epochs")
         typer.echo("config: " + json.dumps(best.params, sort_keys=True))
         typer.echo(f"train it alone: {summary.train_command}")
+    if summary.cost:
+        typer.echo(summary.cost)
     path = shlex.quote(summary.path)
     typer.echo(f"run: {summary.path}")
     typer.echo(f"next: analysis report {path}")
@@ -356,7 +359,7 @@ def _status_lines(run_data) -> tuple[list[str], bool]:
              f"({run_data.mode}), max epochs {run_data.max_epochs}"]
     if not table.empty:
         lines.append(f"spent: {run_data.trial_hours:.3g} {plan.unit} measured" + (
-            f", ${run_data.spent:,.2f} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
+            f", {usd(run_data.spent)} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
             if plan.price_per_hour else " (no price: pass --price-per-hour to `sweep run`)"))
     if table.empty:
         return lines + ["no trial has reported yet"], False

@@ -26,6 +26,7 @@ from sweeps.prices import (
     SUSTAINED_SOURCE,
     Instance,
     find_worker,
+    usd,
 )
 from sweeps.runfolder.plan import SweepPlan
 from trainer.config import from_dict
@@ -175,8 +176,7 @@ def estimate(plan: SweepPlan, gpu: str | None) -> Estimate:
 
 
 def money(hours: float, per_hour: float) -> str:
-    value = hours * per_hour
-    return f"${value:,.2f}" if value >= 1 else f"${value:.3g}"
+    return usd(hours * per_hour)
 
 
 def describe_cost(plan: SweepPlan) -> list[str]:

@@ -88,6 +88,12 @@ INSTANCES = {i.name: i for i in (
     Instance("Standard_ND96isr_H100_v5", "azure", "H100", 8, 98.32, 39.33),
 )}
 
+def usd(value: float) -> str:
+    """Money as the plans, progress line, status and report print it: cents from $1 up, three
+    figures below (a CPU sweep's $0.00134 is not $0.00)."""
+    return f"${value:,.2f}" if abs(value) >= 1 or value == 0 else f"${value:.3g}"
+
+
 # The keys of a node type's node_config that name its instance type, per cloud provider.
 INSTANCE_KEYS = ("InstanceType", "machineType", "vm_size", "instance_type")
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"  # where `ray up` leaves cluster.yaml on the head

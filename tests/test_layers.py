@@ -22,8 +22,9 @@ LAYERS = [
     ("sweeps.cli",),  # the `sweep` command
     ("analysis",),  # reads run folders: tables, plots, Grad-CAM, report, export
 ]
-# What analysis may use of sweeps: the run folder, the search space, the console.
-ANALYSIS_USES = ("sweeps.runfolder", "sweeps.search", "sweeps.console", "sweeps.errors", "sweeps.presets")
+# What analysis may use of sweeps: the run folder, the search space, the console, the prices.
+ANALYSIS_USES = ("sweeps.runfolder", "sweeps.search", "sweeps.console", "sweeps.errors", "sweeps.presets",
+                 "sweeps.prices")
 RAY_ONLY_IN = "sweeps.engine"
 
 

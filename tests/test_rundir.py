@@ -107,3 +107,27 @@ def test_export_study_writes_each_ending_as_its_optuna_state(run_folder):
     assert states["bbbb"].state.name == "PRUNED" and states["bbbb"].intermediate_values == {1: 0.4}
     assert states["cccc"].state.name == "FAIL" and states["dddd"].state.name == "FAIL"
     assert states["aaaa"].params == {"lr": 0.1, "weight_decay": 1e-4}
+
+
+def test_the_money_spent_counts_every_epoch_trained_once_and_no_replay(tmp_path):
+    """Spent is measured time x price: each epoch row a trial trained counts (one trained twice,
+    after a crash, twice: it was paid for twice), an epoch a restarted trial reported again from
+    its checkpoint (`replayed`) not at all. The report and the summary say it in money."""
+    import json
+
+    from analysis.report import write_report
+    from sweeps.engine.driver import summarize
+
+    plan, root = handmade_run(tmp_path, price_per_hour=3.0, price_source="--price-per-hour")
+    result = root / "trial_aaaa" / "result.json"
+    lines = result.read_text().splitlines()
+    again = {**json.loads(lines[1]), "epoch_time_s": 5.0}  # epoch 2 trained again after a crash
+    result.write_text("\n".join([*lines[:2], json.dumps(again), *lines[2:]]) + "\n")
+    run = load_run(str(root))
+    # 2 s per epoch row: aaaa 4 + the retrained one (5 s), bbbb 1, cccc 2, eeee 2 (its replay: nothing)
+    assert run.trials.set_index("trial_id").loc["aaaa", "time_s"] == 4 * 2.0 + 5.0
+    assert run.trial_hours == pytest.approx((13 + 2 + 4 + 4) / 3600) and plan.units == 1
+    assert run.spent == pytest.approx(run.trial_hours * 3.0)
+    money = f"${run.spent:.3g}"
+    assert money in summarize(plan).cost
+    assert f"**{money} spent**" in write_report(str(root), tmp_path / "report").read_text()

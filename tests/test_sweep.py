@@ -215,8 +215,9 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     assert run.plan.price_per_hour == 2 and run.spent == pytest.approx(trained_s / 3600 * 2)
     killed_s = sum(float(r["epoch_time_s"]) for reported in before.values() for r in reported if not r.get("replayed"))
     assert 0 < killed_s < trained_s
+    assert f"spent: ${run.spent:.3g} (" in result.output  # the resumed sweep's summary: both drivers' epochs
     status = run_cli("status", str(run_path))
-    assert f"${run.spent:,.2f} at $2 per CPU-hour (--price-per-hour)" in status.output
+    assert f"${run.spent:.3g} at $2 per CPU-hour (--price-per-hour)" in status.output
 
 
 def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_plan(tmp_path):

@@ -36,6 +36,7 @@ from sweeps.engine.tracking import TensorBoardLogger, check_trackers, tracking_c
 from sweeps.engine.trial import run_trial
 from sweeps.errors import SweepError
 from sweeps.presets import PresetError, load_preset
+from sweeps.prices import usd
 from sweeps.runfolder.claim import Claim
 from sweeps.runfolder.layout import (
     OPTUNA_DB,
@@ -326,6 +327,7 @@ class SweepSummary:
     interrupted: bool  # Ctrl-C, or trials left unfinished: `sweep resume` goes on
     train_command: str | None  # the `sweep train` line that trains the best alone
     finished: int  # trials TERMINATED (trained to the end, stopped early, or halted)
+    cost: str = ""  # "spent: $X (...)" where the plan has a price
 
 
 def summarize(plan: SweepPlan, interrupted: bool = False) -> SweepSummary:
@@ -339,7 +341,10 @@ def summarize(plan: SweepPlan, interrupted: bool = False) -> SweepSummary:
     return SweepSummary(path=plan.path, metric=plan.metric, outcome=outcome, best=best,
                         interrupted=interrupted or bool(outcome.unfinished),
                         train_command=train_command(plan, best.params) if best else None,
-                        finished=int((run.trials["status"] == "TERMINATED").sum()) if not run.trials.empty else 0)
+                        finished=int((run.trials["status"] == "TERMINATED").sum()) if not run.trials.empty else 0,
+                        cost=f"spent: {usd(run.spent)} ({run.trial_hours:.3g} {plan.unit} measured, at "
+                             f"${plan.price_per_hour:.3g} per {plan.unit[:-1]}: {plan.price_source})"
+                        if plan.price_per_hour else "")
 
 
 def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweeps.prices import usd
 from sweeps.runfolder.storage import current_outage
 
 PLAIN_EVERY_S = 30.0
@@ -122,7 +123,7 @@ class SweepProgress:
         money = self.money(trials, counts)
         if money is not None:
             spent, forecast = money
-            text += f" | ${spent:.2f} spent" + (f", ~${forecast:.2f} at the end" if forecast is not None else "")
+            text += f" | {usd(spent)} spent" + (f", ~{usd(forecast)} at the end" if forecast is not None else "")
         outage = current_outage()
         if outage is not None:
             text += f" | store {outage[0]} unreachable since {time.strftime('%H:%M:%S', time.localtime(outage[1]))}"

@@ -21,11 +21,12 @@ from sweeps.runfolder.layout import (
     error_file,
     is_trial_folder,
     params_file,
+    result_file,
     trial_folder,
     trial_folder_name,
 )
 from sweeps.runfolder.plan import SweepPlan
-from sweeps.runfolder.results import checkpoint_of, read_results
+from sweeps.runfolder.results import checkpoint_of, parse_results
 from sweeps.runfolder.storage import absolute, list_folder, read_text_or_none
 from sweeps.runfolder.tunestate import experiment_state
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
@@ -166,7 +167,11 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
         states = {n[len(trial_folder_name("")):]: {"folder": n} for n in trial_dirs}
     for trial_id in sorted(states):
         path = trial_dirs.get(states[trial_id]["folder"])
-        results = read_results(path) if path else []
+        text = (read_text_or_none(result_file(path)) or "") if path else ""
+        results = parse_results(text, source=result_file(path)) if path else []
+        # every line as written: an epoch trained twice (after a crash mid-sweep) was paid for twice
+        timed = [_finite(r["epoch_time_s"]) for r in parse_results(text, keep_repeats=True)
+                 if "epoch_time_s" in r and not r.get("replayed") and not r.get("failure")]
         state = states.get(trial_id, {})
         params = state.get("config") or json.loads(read_text_or_none(params_file(path)) or "{}") if path else \
             state.get("config", {})
@@ -203,8 +208,7 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
             "test_acc": _finite(last.get("test_acc")), "test_loss": _finite(last.get("test_loss")),
             **{key: next((_finite(r[key]) for r in epoch_rows if key in r), math.nan) for key in COST},
             # measured training time: each epoch trained counts, the replays of a restarted trial do not
-            "time_s": float(sum(_finite(r.get("epoch_time_s")) for r in epoch_rows if not r.get("replayed")))
-            if epoch_rows else math.nan,
+            "time_s": float(sum(timed)) if timed else math.nan,  # nan: epochs from before they were timed
             "node": last.get("node_id", last.get("node_ip", "")),
             "checkpoint": checkpoint, "error": error,
         }
