@@ -55,7 +55,7 @@ class Estimate:
     epochs_at_most: int  # every trial to the end
     share: tuple[float, float, float]  # ASHA's share of those epochs: median, 10th and 90th percentile
     units: float  # GPUs per trial, or CPUs where it has none: what a price per hour is of
-    trials: int
+    trials: int  # the plan's trials, each paying trial_s once
 
     def hours(self, share: float = 1.0) -> float:
         """Resource-hours (GPU-hours, or CPU-hours) for `share` of the epochs."""
@@ -152,7 +152,7 @@ def asha_share(plan: SweepPlan, draws: int = 200) -> tuple[float, float, float]:
     from sweeps.sim.asha import Curve, replay
 
     rng = np.random.default_rng(plan.seed)
-    concurrency = plan.concurrency or min(plan.trials, 8)  # as resources allow: a cluster of a few workers
+    concurrency = plan.concurrency or min(plan.trials, 8)  # as resources allow: cluster.yaml's 8 workers at most
     shares = []
     for _ in range(draws):
         quality = rng.random(plan.trials)
@@ -172,7 +172,7 @@ def estimate(plan: SweepPlan, gpu: str | None) -> Estimate:
     trial_s = TRIAL_START_S + test * gflops * 1e9 / speed.flops
     return Estimate(images=images, gflops=gflops, speed=speed, epoch_s=epoch_s, trial_s=trial_s,
                     epochs_at_most=plan.trials * plan.max_epochs, share=asha_share(plan),
-                    units=plan.gpu if plan.gpu > 0 else plan.cpu, trials=plan.trials)
+                    units=plan.units, trials=plan.trials)
 
 
 def money(hours: float, per_hour: float) -> str:

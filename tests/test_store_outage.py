@@ -115,7 +115,7 @@ def test_a_sweep_that_ends_while_the_store_is_away_waits_for_it_and_stores_its_l
             results = list(ray_tmp.glob("**/driver_artifacts/trial_*/result.json"))
             if len(results) == 2 and all(ended(r) for r in results):
                 proxy.down()
-                threading.Timer(15, proxy.up).start()  # its last copies meet it and wait it out
+                threading.Timer(40, proxy.up).start()  # longer than Tune's own end-of-sweep uploads try for
                 return
             time.sleep(0.02)
 
