@@ -358,9 +358,12 @@ def _status_lines(run_data) -> tuple[list[str], bool]:
     lines = [f"{plan.preset}: {ended} of {planned} trials ended, metric {run_data.metric} "
              f"({run_data.mode}), max epochs {run_data.max_epochs}"]
     if not table.empty:
-        lines.append(f"spent: {run_data.trial_hours:.3g} {plan.unit} measured" + (
-            f", {usd(run_data.spent)} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
-            if plan.price_per_hour else " (no price: pass --price-per-hour to `sweep run`)"))
+        money = " (no price: pass --price-per-hour to `sweep run`)"
+        if plan.price_per_hour:
+            money = f", {usd(run_data.spent)} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
+            forecast = run_data.forecast() if ended < planned else None
+            money += f"; ~{usd(forecast)} at the end at the measured pace" if forecast is not None else ""
+        lines.append(f"spent: {run_data.trial_hours:.3g} {plan.unit} measured{money}")
     if table.empty:
         return lines + ["no trial has reported yet"], False
     cols = ["trial_id", "status", "epochs_trained", run_data.metric, "stopped_early", "retries", "node_losses"]

@@ -128,6 +128,8 @@ def test_the_money_spent_counts_every_epoch_trained_once_and_no_replay(tmp_path)
     assert run.trials.set_index("trial_id").loc["aaaa", "time_s"] == 4 * 2.0 + 5.0
     assert run.trial_hours == pytest.approx((13 + 2 + 4 + 4) / 3600) and plan.units == 1
     assert run.spent == pytest.approx(run.trial_hours * 3.0)
+    # a trial still running and one not started: the forecast adds their epochs at the measured pace
+    assert run.forecast() > run.spent
     money = f"${run.spent:.3g}"
     assert money in summarize(plan).cost
     assert f"**{money} spent**" in write_report(str(root), tmp_path / "report").read_text()

@@ -14,6 +14,7 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeps.prices import usd
+from sweeps.runfolder.run import epochs_left
 from sweeps.runfolder.storage import current_outage
 
 PLAIN_EVERY_S = 30.0
@@ -87,9 +88,8 @@ class SweepProgress:
     def epochs_left(self, trials, counts: dict[str, int]) -> float:
         """Epochs still to train: a finished trial's mean for each trial to come."""
         ended = [int((t.last_result or {}).get("epoch", 0) or 0) for t in trials if t.status in ("TERMINATED", "ERROR")]
-        per_trial = sum(ended) / len(ended) if ended else self.max_epochs
         running = [int((t.last_result or {}).get("epoch", 0) or 0) for t in trials if t.status == "RUNNING"]
-        return sum(max(per_trial - e, 1.0) for e in running) + counts["pending"] * per_trial
+        return epochs_left(ended, running, counts["pending"], self.max_epochs)
 
     def seconds_left(self, trials, counts: dict[str, int]) -> float | None:
         """The epochs left at the rate of this driver's epochs so far."""

@@ -72,6 +72,14 @@ def _finite(value: Any) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+def epochs_left(ended: list[int], running: list[int], pending: int, max_epochs: int) -> float:
+    """Epochs a sweep still has to train: each trial to come a finished trial's mean (`max_epochs`
+    before any finished), each running one up to that mean (one at least). The progress line's
+    time left and the forecasts of money use this one rule."""
+    per_trial = sum(ended) / len(ended) if ended else max_epochs
+    return sum(max(per_trial - e, 1.0) for e in running) + pending * per_trial
+
+
 @dataclass
 class Run:
     path: str
@@ -107,6 +115,20 @@ class Run:
     def spent(self) -> float:
         """Money spent so far at the plan's price (0 where it has none): measured time x price."""
         return self.trial_hours * self.plan.price_per_hour
+
+    def forecast(self) -> float | None:
+        """Money at the end, at the plan's price: what was spent, and the epochs left at the
+        trials' measured seconds per epoch; None without a price or a measured epoch."""
+        trials = self.trials
+        epochs = int(trials["epochs_trained"].sum()) if not trials.empty else 0
+        if not self.plan.price_per_hour or not epochs or not self.trial_hours:
+            return None
+        ended = trials["status"].isin(["TERMINATED", "ERROR"])
+        left = epochs_left([int(e) for e in trials.loc[ended, "epochs_trained"]],
+                           [int(e) for e in trials.loc[trials["status"] == "RUNNING", "epochs_trained"]],
+                           self.plan.trials - int(ended.sum()) - int((trials["status"] == "RUNNING").sum()),
+                           self.max_epochs)
+        return self.spent + left * self.trial_hours / epochs * self.plan.price_per_hour
 
     @property
     def scored(self) -> pd.DataFrame:
