@@ -179,12 +179,18 @@ def money(hours: float, per_hour: float) -> str:
     return usd(hours * per_hour)
 
 
-def describe_cost(plan: SweepPlan) -> list[str]:
-    """The plan's lines on time and money: epoch time, resource-hours at most and expected, and
-    money on its instance type (on demand and spot) or at the user's price, with the sources."""
+def plan_estimate(plan: SweepPlan) -> Estimate:
+    """`estimate` on the plan's own instance type's GPU (an A100's speed where none is known)."""
+    chosen = INSTANCES.get(plan.instance)
+    return estimate(plan, chosen.gpu if chosen and plan.gpu > 0 else None)
+
+
+def describe_cost(plan: SweepPlan, est: Estimate) -> list[str]:
+    """The plan's lines on time and money from its estimate `est` (`plan_estimate`): epoch time,
+    resource-hours at most and expected, and money on its instance type (on demand and spot) or
+    at the user's price, with the sources."""
     chosen: Instance | None = INSTANCES.get(plan.instance)
     on_gpu = plan.gpu > 0
-    est = estimate(plan, chosen.gpu if chosen and on_gpu else None)
     unit = "GPU-hours" if on_gpu else "CPU-hours"
     median, low, high = est.share
     most, expected = est.hours(), est.hours(median)

@@ -52,8 +52,8 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     if instance and instance not in INSTANCES:
         raise SweepError(f"--instance {instance}: not in the price table; known: {', '.join(INSTANCES)} "
                          f"(or pass --price-per-hour)")
-    if price_per_hour is not None and price_per_hour <= 0:
-        raise SweepError(f"--price-per-hour {price_per_hour:g}: a price must be above 0")
+    if price_per_hour is not None and not 0 < price_per_hour < float("inf"):  # nan and inf too
+        raise SweepError(f"--price-per-hour {price_per_hour:g}: a price must be a number above 0")
     if samples is not None and samples < 1:
         raise SweepError(f"--samples {samples}: need at least 1 trial")
     if concurrency is not None and concurrency < 0:
@@ -96,10 +96,11 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
 
 
 def describe_plan(plan: SweepPlan) -> str:
-    from sweeps.estimate import describe_cost, images_of, plan_gflops
+    from sweeps.estimate import describe_cost, plan_estimate
 
     epochs_at_most = plan.trials * plan.max_epochs
-    gflops, (images, _, _) = plan_gflops(plan), images_of(plan)
+    est = plan_estimate(plan)  # the model built and its FLOPs counted, the images counted: once
+    gflops, images = est.gflops, est.images[0]
     lines = [
         f"plan for {plan.preset}: {plan.description}",
         f"  run folder      {plan.path}",
@@ -128,6 +129,6 @@ def describe_plan(plan: SweepPlan) -> str:
     logged += f", MLflow at {plan.mlflow}" if plan.mlflow else ""
     logged += f", W&B project {plan.wandb}" if plan.wandb else ""
     lines.append(f"  logged to       {logged}")
-    lines += describe_cost(plan)
+    lines += describe_cost(plan, est)
     return "\n".join(lines)
 

@@ -145,7 +145,7 @@ def test_a_cpu_plan_costs_its_price_per_cpu_hour_and_bad_prices_are_refused(tmp_
         return float(line.split("at most $")[1].split(",")[0])
 
     assert most(dear.output) == pytest.approx(10 * most(cheap.output), rel=0.5)  # the CPU speed is timed twice
-    for argv, fragment in ((["--price-per-hour", "0"], "--price-per-hour 0"),
+    for argv, fragment in ((["--price-per-hour", "0"], "--price-per-hour 0"), (["--price-per-hour", "nan"], "nan"),
                            (["--instance", "x1.fake"], "--instance x1.fake")):
         bad = CliRunner().invoke(app, ["run", path, "--dry-run", *argv])
         assert bad.exit_code == 2 and fragment in bad.output and "Traceback" not in bad.output

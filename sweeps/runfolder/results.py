@@ -40,8 +40,11 @@ def parse_results(text: str, keep_repeats: bool = False, source: str | None = No
     if damaged and source:
         logging.getLogger("resweep").warning(f"{source}: {damaged} damaged line(s) skipped; the trial's other "
                                              f"epochs are read")
-    if keep_repeats:
-        return rows
+    return rows if keep_repeats else one_per_epoch(rows)
+
+
+def one_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A result file's rows as written (`keep_repeats`), one per epoch as `read_results` gives them."""
     by_epoch: dict[int, dict[str, Any]] = {}
     for i, row in enumerate(rows):
         if row.get("failure"):

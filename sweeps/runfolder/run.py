@@ -26,7 +26,7 @@ from sweeps.runfolder.layout import (
     trial_folder_name,
 )
 from sweeps.runfolder.plan import SweepPlan
-from sweeps.runfolder.results import checkpoint_of, parse_results
+from sweeps.runfolder.results import checkpoint_of, one_per_epoch, parse_results
 from sweeps.runfolder.storage import absolute, list_folder, read_text_or_none
 from sweeps.runfolder.tunestate import experiment_state
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
@@ -189,10 +189,11 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
         states = {n[len(trial_folder_name("")):]: {"folder": n} for n in trial_dirs}
     for trial_id in sorted(states):
         path = trial_dirs.get(states[trial_id]["folder"])
-        text = (read_text_or_none(result_file(path)) or "") if path else ""
-        results = parse_results(text, source=result_file(path)) if path else []
+        written = parse_results(read_text_or_none(result_file(path)) or "", keep_repeats=True,
+                                source=result_file(path)) if path else []
+        results = one_per_epoch(written)
         # every line as written: an epoch trained twice (after a crash mid-sweep) was paid for twice
-        timed = [_finite(r["epoch_time_s"]) for r in parse_results(text, keep_repeats=True)
+        timed = [_finite(r["epoch_time_s"]) for r in written
                  if "epoch_time_s" in r and not r.get("replayed") and not r.get("failure")]
         state = states.get(trial_id, {})
         params = state.get("config") or json.loads(read_text_or_none(params_file(path)) or "{}") if path else \
