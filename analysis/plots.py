@@ -89,9 +89,10 @@ def asha_picture(history: pd.DataFrame, trials: pd.DataFrame, metric: str, path:
 
 
 def compute_curve(hours: np.ndarray, best: np.ndarray, reached_at: int, fifo_hours: float, metric: str, unit: str,
-                  path: Path) -> Path:
+                  path: Path, price_per_hour: float = 0.0, budget_hours: float = 0.0) -> Path:
     """Best value so far against cumulative trial-hours; where the final best was first
-    reached within 0.5 points; the hours FIFO would have spent on the same trials."""
+    reached within 0.5 points; the hours FIFO would have spent on the same trials; with a
+    price, the money along the top; with a budget, where it lies."""
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax.step(hours, best, where="post", color="tab:blue", label=f"best {metric} so far")
     ax.plot(hours[reached_at], best[reached_at], "o", color="tab:green",
@@ -100,6 +101,11 @@ def compute_curve(hours: np.ndarray, best: np.ndarray, reached_at: int, fifo_hou
     if fifo_hours > hours[-1]:
         ax.axvline(fifo_hours, color="tab:red", linestyle="--", alpha=0.7,
                    label=f"every trial to the end: {fifo_hours:.3g}")
+    if budget_hours:
+        ax.axvline(budget_hours, color="black", linestyle="-.", alpha=0.7, label=f"budget: {budget_hours:.3g}")
+    if price_per_hour:
+        top = ax.secondary_xaxis("top", functions=(lambda h: h * price_per_hour, lambda usd: usd / price_per_hour))
+        top.set_xlabel(f"USD at ${price_per_hour:.3g} per {unit[:-1]}")
     ax.set_xlabel(unit)
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)

@@ -63,11 +63,16 @@ def _gain_over_initial(run: Run, best: pd.Series) -> str | None:
             f"trial had {at_epoch:.4f} at that epoch): **{at_epoch - first[metric]:+.4f}** at equal epochs")
 
 
-def _bought_line(bought: ComputeBought, unit: str) -> str:
+def _bought_line(bought: ComputeBought, unit: str, price_per_hour: float = 0.0) -> str:
     total, reached = bought.hours[-1], bought.hours[bought.reached_at]
+
+    def money(hours: float) -> str:
+        return f" ({usd(hours * price_per_hour)})" if price_per_hour else ""
+
     return (f"- what the compute bought: within 0.5 points of the final best ({bought.best_so_far[-1]:.4f}) "
-            f"after {reached:.3g} of {total:.3g} {unit} ({reached / max(total, 1e-12):.0%}); training the "
-            f"same trials to the end would have taken {bought.fifo_hours:.3g}")
+            f"after {reached:.3g}{money(reached)} of {total:.3g} {unit}{money(total)} "
+            f"({reached / max(total, 1e-12):.0%}); training the same trials to the end would have taken "
+            f"{bought.fifo_hours:.3g}{money(bought.fifo_hours)}")
 
 
 def warm_start_section(c: Context) -> list[str]:
@@ -155,7 +160,11 @@ def summary_section(c: Context) -> list[str]:
              f"{cost.hours_used:.3g} used, about {cost.hours_full:.3g} without early stopping"
              + (f"; **{usd(run.spent)} spent**, about {usd(cost.hours_full * plan.price_per_hour)} without, at "
                 f"${plan.price_per_hour:.3g} per {cost.unit[:-1]} ({plan.price_source})"
-                if plan.price_per_hour else ""),
+                if plan.price_per_hour else "")
+             + (f"; the plan estimated {plan.amount(plan.estimate_hours)} for its epochs (at most "
+                f"{plan.amount(plan.estimate_most_hours)})" if plan.estimate_hours else "")
+             + (f"; budget {plan.amount(plan.budget_hours)}, {run.trial_hours / plan.budget_hours:.0%} "
+                f"spent" if plan.budget_hours else ""),
              "- search space: " + ", ".join(f"`{k}` {next(iter(v))}{next(iter(v.values()))}"
                                             for k, v in plan.search.items())]
     if best is not None:
@@ -166,7 +175,7 @@ def summary_section(c: Context) -> list[str]:
         if gain:
             lines.append(gain)
     if bought is not None:
-        lines.append(_bought_line(bought, cost.unit))
+        lines.append(_bought_line(bought, cost.unit, plan.price_per_hour))
     return lines + [""]
 
 
@@ -220,7 +229,8 @@ def curves_section(c: Context) -> list[str]:
              "Every trial's validation curve; ASHA's early stops are dashed:", "", "![every trial](asha.png)", ""]
     if bought is not None:
         plots.compute_curve(bought.hours, bought.best_so_far, bought.reached_at, bought.fifo_hours, metric,
-                            cost.unit, out / "compute.png")
+                            cost.unit, out / "compute.png", price_per_hour=run.plan.price_per_hour,
+                            budget_hours=run.plan.budget_hours)
         lines += ["What the compute bought: the best value so far against the trial-hours spent, in the order the "
                   "epochs ended:", "", "![best so far against hours](compute.png)", ""]
     return lines

@@ -44,6 +44,10 @@ AddressOption = Annotated[str | None, typer.Option(
          "local Ray).")]
 DataDirOption = Annotated[Path | None, typer.Option(
     "--data-dir", help="Data root (else $RESWEEP_DATA, else ~/.cache/resweep/data).")]
+BudgetOption = Annotated[str | None, typer.Option(
+    help="A limit the sweep never passes: money (25usd, needs a price) or GPU-hours (6gpu-h; cpu-h for CPU "
+         "trials). No trial starts unless it fits to its last epoch; at the limit the running trials stop after "
+         "their epoch, and `sweep resume RUN --budget MORE` goes on.")]
 
 
 def _format_row(values: list[str], widths: list[int]) -> str:
@@ -186,6 +190,7 @@ def run(
              "worker; sweeps/prices.py lists the known ones).")] = None,
     price_per_hour: Annotated[float | None, typer.Option(
         help="Your price of a GPU-hour (of a CPU-hour for CPU trials), in USD: wins over the price table.")] = None,
+    budget: BudgetOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna search, ASHA early stopping, a checkpoint per epoch."""
@@ -199,7 +204,7 @@ def run(
                               mlflow=mlflow, wandb=wandb, epochs=max_epochs,
                               data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
                               early_stopping=not no_early_stopping, warm_start=warm_start,
-                              instance=instance, price_per_hour=price_per_hour)
+                              instance=instance, price_per_hour=price_per_hour, budget=budget)
         if plan.warm_start is not None and not dry_run:
             from sweeps.warmstart import describe
 
@@ -224,15 +229,18 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
            address: AddressOption = None,
            no_trackers: Annotated[bool, typer.Option(
                "--no-trackers", help="Resume without the MLflow / W&B logging the sweep started with "
-                                     "(TensorBoard stays).")] = False) -> None:
-    """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint."""
+                                     "(TensorBoard stays).")] = False,
+           budget: BudgetOption = None) -> None:
+    """Continue an interrupted sweep: finished trials stay, unfinished ones go on from their checkpoint.
+    With --budget, the sweep's limit becomes that (what it spent before counts)."""
     from sweeps.runfolder.plan import SweepPlan
 
     with user_errors():
         plan = SweepPlan.load(run_path)
         from sweeps.engine.driver import run_sweep
 
-        result = run_sweep(plan, address=address, local=local, resume=True, trackers=not no_trackers)
+        result = run_sweep(plan, address=address, local=local, resume=True, trackers=not no_trackers,
+                           budget=budget)
     _finish(result)
 
 
@@ -254,6 +262,9 @@ def _finish(summary: SweepSummary) -> None:
     path = shlex.quote(summary.path)
     typer.echo(f"run: {summary.path}")
     typer.echo(f"next: analysis report {path}")
+    if summary.budget:  # the sweep did what it was asked: stop at its limit; exits 0
+        typer.echo(summary.budget)
+        return
     if summary.interrupted:  # Ctrl-C: Tune saved its state and returned
         typer.echo(f"interrupted: {ended.unfinished + ended.not_started} trials still to run; "
                    f"continue with: sweep resume {path}", err=True)
@@ -363,6 +374,9 @@ def _status_lines(run_data) -> tuple[list[str], bool]:
             money = f", {usd(run_data.spent)} at ${plan.price_per_hour:.3g} per {plan.unit[:-1]} ({plan.price_source})"
             forecast = run_data.forecast() if ended < planned else None
             money += f"; ~{usd(forecast)} at the end at the measured pace" if forecast is not None else ""
+        if plan.budget_hours:
+            share = run_data.trial_hours / plan.budget_hours
+            money += f"; {share:.0%} of the budget ({plan.amount(plan.budget_hours)})"
         lines.append(f"spent: {run_data.trial_hours:.3g} {plan.unit} measured{money}")
     if table.empty:
         return lines + ["no trial has reported yet"], False

@@ -13,6 +13,7 @@ curves the replay gives the share it gave on recorded ones (BENCHMARKS.md, "Cost
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -57,9 +58,10 @@ class Estimate:
     units: float  # GPUs per trial, or CPUs where it has none: what a price per hour is of
     trials: int  # the plan's trials, each paying trial_s once
 
-    def hours(self, share: float = 1.0) -> float:
-        """Resource-hours (GPU-hours, or CPU-hours) for `share` of the epochs."""
-        return (self.epochs_at_most * share * self.epoch_s + self.trials * self.trial_s) * self.units / 3600
+    def hours(self, share: float = 1.0, starts: bool = True) -> float:
+        """Resource-hours (GPU-hours, or CPU-hours) for `share` of the epochs, with each trial's
+        start and test pass unless `starts` is off (the epochs alone: what a sweep's spent measures)."""
+        return (self.epochs_at_most * share * self.epoch_s + self.trials * self.trial_s * starts) * self.units / 3600
 
 
 def images_of(plan: SweepPlan) -> tuple[int, int, int]:
@@ -179,10 +181,20 @@ def money(hours: float, per_hour: float) -> str:
     return usd(hours * per_hour)
 
 
+# Estimates made in this process, by what they depend on: the plan records its estimate and
+# `--dry-run` prints it, from one timing of the CPU
+_MADE: dict[str, Estimate] = {}
+
+
 def plan_estimate(plan: SweepPlan) -> Estimate:
     """`estimate` on the plan's own instance type's GPU (an A100's speed where none is known)."""
-    chosen = INSTANCES.get(plan.instance)
-    return estimate(plan, chosen.gpu if chosen and plan.gpu > 0 else None)
+    key = json.dumps([plan.train, plan.trials, plan.gpu, plan.cpu, plan.instance, plan.early_stopping,
+                      plan.grace_period, plan.reduction_factor, plan.concurrency, plan.seed], sort_keys=True,
+                     default=str)
+    if key not in _MADE:
+        chosen = INSTANCES.get(plan.instance)
+        _MADE[key] = estimate(plan, chosen.gpu if chosen and plan.gpu > 0 else None)
+    return _MADE[key]
 
 
 def describe_cost(plan: SweepPlan, est: Estimate) -> list[str]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from sweeps.budget import parse_budget
 from sweeps.errors import SweepError
 from sweeps.presets import Preset, PresetError
-from sweeps.prices import INSTANCES, find_worker, plan_price
+from sweeps.prices import INSTANCES, find_worker, plan_price, usd
 from sweeps.runfolder.plan import SweepPlan
 from sweeps.runfolder.storage import StoreError, absolute, check_uri
 from sweeps.search import SETTINGS, setting_named
@@ -25,7 +26,7 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
               mlflow: str | None = None, wandb: str | None = None, epochs: int | None = None,
               data_dir: str | None = None, early_stopping: bool = True, setting: str = "default",
               warm_start: str | None = None, instance: str | None = None,
-              price_per_hour: float | None = None) -> SweepPlan:
+              price_per_hour: float | None = None, budget: str | None = None) -> SweepPlan:
     """The plan of preset `p` with the command line's values: `overrides` are --set KEY=VALUE
     items; `epochs`, `data_dir` and `seed` come typed from --max-epochs, --data-dir and --seed
     and win over both. `early_stopping` off trains every trial to the end; `setting` names a
@@ -33,7 +34,9 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     sweep whose best configurations come first (in place of the preset's initial configuration).
     `instance` names the instance type the trials run on (sweeps.prices; by default the GPU
     worker of cluster.yaml where the plan takes GPUs), `price_per_hour` the user's price of a
-    GPU-hour (a CPU-hour for CPU trials), which wins over the table's."""
+    GPU-hour (a CPU-hour for CPU trials), which wins over the table's (and the preset's); `budget`
+    the limit the sweep never passes ("25usd", "6gpu-h"; the preset's by default, sweeps.budget).
+    A plan with a price or a budget records its estimate (sweeps.estimate)."""
     base = apply_overrides(p.train, overrides) if overrides else p.train
     typed = {k: v for k, v in (("epochs", epochs), ("data_dir", data_dir), ("seed", seed)) if v is not None}
     for key, value in typed.items():
@@ -83,8 +86,20 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
                      early_stopping=early_stopping, setting=setting)
     worker = find_worker() if gpu > 0 else None  # a CPU sweep's trials are not on the cluster's GPU workers
     instance = instance or (worker.instance if worker and worker.instance in INSTANCES else "")
-    price, source = plan_price(instance, price_per_hour, worker)
+    price, source = plan_price(instance, price_per_hour or p.price_per_hour or None, worker)
+    if source == "--price-per-hour" and price_per_hour is None:
+        source = "the preset's price_per_hour"
     plan = replace(plan, instance=instance, price_per_hour=price, price_source=source)
+    option = "--budget" if budget is not None else f"{p.path}: sweep.budget"
+    budget = p.budget if budget is None else budget
+    if plan.price_per_hour or budget:
+        from sweeps.estimate import plan_estimate
+
+        est = plan_estimate(plan)
+        plan = replace(plan, estimate_epoch_s=est.epoch_s, estimate_hours=est.hours(est.share[0], starts=False),
+                       estimate_most_hours=est.hours(starts=False))
+    if budget:
+        plan = with_budget(plan, budget, option=option)
     for params in ([plan.initial] if plan.initial else []):
         try:
             from_dict(params, base=base)
@@ -93,6 +108,26 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     if warm_start:
         plan = replace(plan, warm_start=load_warm_start(warm_start, plan), initial={})
     return plan
+
+
+def with_budget(plan: SweepPlan, budget: str, spent: float = 0.0, epoch_s: float | None = None,
+                option: str = "--budget") -> SweepPlan:
+    """`plan` with the limit `budget` (sweeps.budget), refused in one line where it cannot pay for
+    what it must: more than `spent` (unit-hours a resumed run has spent) by one epoch at least,
+    and a new sweep's first trial to its end (no trial starts whose worst case passes it). An
+    epoch is `epoch_s` seconds (a resumed run's measured pace), else the plan's estimate."""
+    limit = parse_budget(budget, plan.gpu > 0, plan.price_per_hour, option)
+    hours = limit.hours(plan.price_per_hour)
+    epoch = (epoch_s or plan.estimate_epoch_s) * plan.units / 3600
+    if hours - spent < epoch:
+        already = f"this run has spent {plan.amount(spent)} already, and " if spent else ""
+        raise SweepError(f"{option} {budget}: {already}one epoch of a trial costs about {plan.amount(epoch)}; "
+                         f"give at least {plan.amount(spent + epoch)}")
+    if not spent and hours < plan.max_epochs * epoch:
+        raise SweepError(f"{option} {budget}: buys about {hours / epoch:.0f} epochs, and no trial starts unless "
+                         f"its worst case ({plan.max_epochs} epochs, {plan.amount(plan.max_epochs * epoch)}) fits; "
+                         f"give at least that, or fewer --max-epochs")
+    return replace(plan, budget=str(limit), budget_hours=hours)
 
 
 def describe_plan(plan: SweepPlan) -> str:
@@ -114,7 +149,7 @@ def describe_plan(plan: SweepPlan) -> str:
             + ": a Pareto front, ASHA ranking on the first" if plan.objectives else ""),
         f"  resources       {plan.gpu:g} GPU and {plan.cpu:g} CPU per trial; concurrency "
         f"{plan.concurrency or 'as resources allow'}",
-        f"  model           {plan.train['model']} ({gflops:.2f} GFLOPs/image at {plan.train['image_size']}px) "
+        f"  model           {plan.train['model']} ({gflops:.3g} GFLOPs/image at {plan.train['image_size']}px) "
         f"on {plan.train['dataset']} ({images:,} training images)",
         "  search space:",
     ]
@@ -130,5 +165,12 @@ def describe_plan(plan: SweepPlan) -> str:
     logged += f", W&B project {plan.wandb}" if plan.wandb else ""
     lines.append(f"  logged to       {logged}")
     lines += describe_cost(plan, est)
+    if plan.budget:
+        trial_h = plan.max_epochs * est.epoch_s * plan.units / 3600
+        money = f" = {usd(plan.budget_hours * plan.price_per_hour)}" if plan.price_per_hour else ""
+        lines.append(f"  budget          {plan.budget} ({plan.budget_hours:.3g} {plan.unit}{money}): pays "
+                     f"~{plan.budget_hours / trial_h:.3g} trials to their last epoch; no trial starts unless "
+                     f"it fits, and at the limit the running trials stop after the epoch they are in "
+                     f"(`sweep resume RUN --budget ...` goes on)")
     return "\n".join(lines)
 

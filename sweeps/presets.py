@@ -10,7 +10,8 @@
     initial:    # the first point evaluated: the seed's own published hyperparameters
       lr: 0.01
     sweep:      # trials, grace_period, reduction_factor, metric, mode, concurrency,
-                # objectives: {val_acc: max, latency_ms: min} (two or more; the first is the metric)
+                # objectives: {val_acc: max, latency_ms: min} (two or more; the first is the metric),
+                # budget: 25usd | 6gpu-h (never passed: sweeps/budget.py), price_per_hour: USD per GPU-hour
       trials: 16
     resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
       gpu: 1
@@ -32,13 +33,15 @@ from typing import Any
 
 import yaml
 
+from sweeps.budget import BudgetLimit
+from sweeps.errors import SweepError
 from sweeps.search import DISTRIBUTIONS, Param
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
 from trainer.metrics import OBJECTIVES, RANKED
 
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
 SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
-              "concurrency": int}
+              "concurrency": int, "budget": str, "price_per_hour": float}
 RESOURCE_KEYS = {"gpu": float, "cpu": float}
 TRACKING_KEYS = {"mlflow": str, "wandb": str}
 
@@ -69,6 +72,8 @@ class Preset:
     # name -> max | min: two or more objectives make the search multi-objective (Optuna's
     # multi-objective TPE); the first is also `metric`, the one ASHA ranks epochs by. {}: one metric
     objectives: dict[str, str] = field(default_factory=dict)
+    budget: str = ""  # the sweep's limit, "25usd" or "6gpu-h" (sweeps.budget); "": none
+    price_per_hour: float = 0.0  # the user's USD per GPU-hour (per CPU-hour for CPU trials); 0: the table's
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,7 +93,9 @@ class Preset:
             "initial": self.initial,
             "sweep": {"trials": self.trials, "grace_period": self.grace_period,
                       "reduction_factor": self.reduction_factor, "metric": self.metric, "mode": self.mode,
-                      "concurrency": self.concurrency, **({"objectives": self.objectives} if self.objectives else {})},
+                      "concurrency": self.concurrency, **({"objectives": self.objectives} if self.objectives else {}),
+                      **({"budget": self.budget} if self.budget else {}),
+                      **({"price_per_hour": self.price_per_hour} if self.price_per_hour else {})},
             "resources": {"gpu": self.gpu, "cpu": self.cpu},
             **({"tracking": {k: v for k, v in (("mlflow", self.mlflow), ("wandb", self.wandb)) if v}}
                if self.mlflow or self.wandb else {}),
@@ -218,6 +225,8 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
             if key not in schema:
                 raise PresetError(f"{path}: unknown key {section}.{key}; allowed: {', '.join(schema)}")
             kind = schema[key]
+            if section == "sweep" and key == "budget" and isinstance(value, (int, float)):
+                raise PresetError(f"{path}: sweep.budget={value!r}: give its unit too, as 25usd, 6gpu-h or 2cpu-h")
             if kind is str:
                 if not isinstance(value, str):
                     raise PresetError(f"{path}: {section}.{key} must be a string")
@@ -240,6 +249,13 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
     if preset.grace_period > preset.max_epochs:
         raise PresetError(f"{path}: sweep.grace_period={preset.grace_period} exceeds train.epochs="
                           f"{preset.max_epochs}")
+    if not 0 <= preset.price_per_hour < math.inf:
+        raise PresetError(f"{path}: sweep.price_per_hour={preset.price_per_hour!r} must be a number above 0")
+    if preset.budget:
+        try:  # its form here; whether it fits the sweep (its unit, a price for money), in its plan
+            BudgetLimit.read(preset.budget, option=f"{path}: sweep.budget")
+        except SweepError as err:
+            raise PresetError(str(err)) from None
     return preset
 
 

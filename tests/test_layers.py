@@ -14,7 +14,7 @@ PACKAGES = ("trainer", "sweeps", "analysis")
 LAYERS = [
     ("trainer",),  # pure PyTorch: one training run
     ("sweeps.errors",),  # the errors a user can fix
-    ("sweeps.search", "sweeps.nsga2", "sweeps.prices"),  # parameters, search settings, samplers; prices
+    ("sweeps.search", "sweeps.nsga2", "sweeps.prices", "sweeps.budget"),  # parameters, search, prices, budgets
     ("sweeps.presets",),  # the preset format
     ("sweeps.runfolder",),  # the run folder: storage, names, the frozen plan, results, reading a run
     ("sweeps.planner", "sweeps.estimate", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # on the run folder
@@ -24,7 +24,7 @@ LAYERS = [
 ]
 # What analysis may use of sweeps: the run folder, the search space, the console, the prices.
 ANALYSIS_USES = ("sweeps.runfolder", "sweeps.search", "sweeps.console", "sweeps.errors", "sweeps.presets",
-                 "sweeps.prices")
+                 "sweeps.prices", "sweeps.budget")
 RAY_ONLY_IN = "sweeps.engine"
 
 

@@ -3,6 +3,7 @@ write (no Ray), with one trial of each ending, read back by `load_run`; its `out
 what both `sweep run`'s summary and the report count; `export_study` writes each ending as
 the Optuna state the dashboard shows."""
 
+import re
 
 import pytest
 from conftest import TRIALS, handmade_run
@@ -118,7 +119,8 @@ def test_the_money_spent_counts_every_epoch_trained_once_and_no_replay(tmp_path)
     from analysis.report import write_report
     from sweeps.engine.driver import summarize
 
-    plan, root = handmade_run(tmp_path, price_per_hour=3.0, price_source="--price-per-hour")
+    plan, root = handmade_run(tmp_path, price_per_hour=3.0, price_source="--price-per-hour", estimate_hours=0.01,
+                              estimate_most_hours=0.02, budget="0.1usd", budget_hours=0.1 / 3)
     result = root / "trial_aaaa" / "result.json"
     lines = result.read_text().splitlines()
     again = {**json.loads(lines[1]), "epoch_time_s": 5.0}  # epoch 2 trained again after a crash
@@ -132,4 +134,11 @@ def test_the_money_spent_counts_every_epoch_trained_once_and_no_replay(tmp_path)
     assert run.forecast() > run.spent
     money = f"${run.spent:.3g}"
     assert money in summarize(plan).cost
-    assert f"**{money} spent**" in write_report(str(root), tmp_path / "report").read_text()
+    # against the plan's estimate of its epochs, and in the report against its budget too
+    assert "the plan estimated $0.03 for its epochs (at most $0.06)" in summarize(plan).cost
+    report = write_report(str(root), tmp_path / "report").read_text()
+    assert f"**{money} spent**" in report and "the plan estimated $0.03" in report
+    assert f"budget $0.1, {run.trial_hours / (0.1 / 3):.0%} spent" in report
+    bought = next(line for line in report.splitlines() if line.startswith("- what the compute bought"))
+    hours, dollars = re.search(r"of ([0-9.e-]+) CPU-hours \(\$([0-9.e-]+)\)", bought).groups()
+    assert float(dollars) == pytest.approx(float(hours) * 3.0, rel=0.01), bought  # in money too

@@ -166,7 +166,7 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     chosen = default_setting(plan.trials)
     assert plan.search_setting == chosen == SETTINGS["resweep"]
     assert chosen.label in describe_plan(plan)
-    searcher = make_searcher(plan, 2).searcher
+    searcher = make_searcher(plan, 2).searcher.searcher
     kinds = {"qmc": optuna.samplers.QMCSampler, "tpe": optuna.samplers.TPESampler,
              "random": optuna.samplers.RandomSampler}
     assert isinstance(searcher._sampler, kinds[chosen.sampler])
@@ -175,11 +175,11 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     warm = WarmStart("earlier", "p", "digits", [], [], {})
     assert dataclasses.replace(plan, warm_start=warm).search_setting == SETTINGS["tpe-quarter"]
     two = dataclasses.replace(plan, objectives={"val_acc": "max", "params": "min"})
-    assert isinstance(make_searcher(two, 2).searcher._sampler, optuna.samplers.TPESampler)
+    assert isinstance(make_searcher(two, 2).searcher.searcher._sampler, optuna.samplers.TPESampler)
     # a setting named as `sweep simulate` prints it
-    random = make_searcher(dataclasses.replace(plan, setting="random-initial"), 2).searcher
+    random = make_searcher(dataclasses.replace(plan, setting="random-initial"), 2).searcher.searcher
     assert isinstance(random._sampler, optuna.samplers.RandomSampler)
-    nsga2 = make_searcher(dataclasses.replace(two, setting="nsga2"), 2).searcher
+    nsga2 = make_searcher(dataclasses.replace(two, setting="nsga2"), 2).searcher.searcher
     assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
 
 

@@ -165,7 +165,7 @@ def test_ctrl_c_saves_the_sweep_says_how_to_resume_and_exits_130(tmp_path):
 
 def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tmp_path):
     # no early stopping here, so every trial owes all its epochs: the accounting is exact
-    path = preset(tmp_path, trials=4, epochs=6, sweep={"grace_period": 6})
+    path = preset(tmp_path, trials=5, epochs=6, sweep={"grace_period": 6})
     run_path = tmp_path / "runs" / "killed"
     # the watcher below reads the trials' states as the driver copies them to the run folder
     env = dict(os.environ, PYTHONUNBUFFERED="1", TUNE_GLOBAL_CHECKPOINT_S="1")
@@ -191,10 +191,39 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
 
     before = {t: rows(t) for t in experiment_state(str(run_path))}
     finished = {t for t, s in experiment_state(str(run_path)).items() if s["status"] == "TERMINATED"}
-    result = run_cli("resume", str(run_path), "--local")
+
+    # A budget: the resumed sweep counts what the killed driver spent. One below what that spent
+    # plus one more epoch is refused before anything starts; one of 2.5 epochs more stops the
+    # trials after the epoch that reaches it (paused, their checkpoints kept), within one epoch of
+    # each trial running, and the sweep ends with the `sweep resume --budget` that goes on.
+    killed = load_run(str(run_path))
+    spent, per_epoch = killed.trial_hours, killed.epoch_s()
+    assert spent > 0 and per_epoch
+    small = CliRunner().invoke(app, ["resume", str(run_path), "--local", "--budget",
+                                     f"{(spent + 0.5 * per_epoch / 3600) * 2:.6g}usd"])
+    assert small.exit_code != 0 and len(small.output.strip().splitlines()) == 1, small.output
+    assert "one epoch of a trial costs about" in small.output and "spent" in small.output
+    assert {t: rows(t) for t in before} == before and load_run(str(run_path)).plan.budget == ""
+    limit = (spent + 2.5 * per_epoch / 3600) * 2  # USD at $2 per CPU-hour
+    stopped = run_cli("resume", str(run_path), "--local", "--budget", f"{limit:.6g}usd")
+    assert "budget reached" in stopped.output and "interrupted" not in stopped.output, stopped.output
+    at_limit = load_run(str(run_path))
+    slowest = max(float(r["epoch_time_s"]) for t in at_limit.trials["trial_id"] for r in rows(t)
+                  if not r.get("replayed"))
+    print(f"budget ${limit:.4g}: spent ${at_limit.spent:.4g} (before: ${spent * 2:.4g}, epochs up to {slowest:.2f} s)")
+    assert spent * 2 < at_limit.spent <= limit + 2 * slowest / 3600 * 2  # 2 trials at a time, one epoch each
+    assert "PAUSED" in set(at_limit.trials["status"]), at_limit.trials[["trial_id", "status"]]
+    # no trial started whose six epochs would pass it: the trials that trained are the killed driver's
+    assert set(at_limit.trials.loc[at_limit.trials["epochs_trained"] > 0, "trial_id"]) <= set(before)
+    assert at_limit.outcome().not_started + (at_limit.trials["epochs_trained"] == 0).sum() >= 1
+    assert f"{at_limit.plan.amount(at_limit.trial_hours)} of " in stopped.output
+    go_on = re.search(r"to go on: (sweep resume \S+ --budget (\S+))", stopped.output)
+    assert go_on, stopped.output
+    result = run_cli("resume", str(run_path), "--local", "--budget", go_on.group(2))
+    assert "budget reached" not in result.output, result.output
     trials = load_run(str(run_path)).trials
     print(trials[["trial_id", "status", "epochs_trained", "retries"]].to_string(), finished)
-    assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
+    assert len(trials) == 5 and set(trials["status"]) == {"TERMINATED"}
     assert (trials["epochs_trained"] == 6).all()
     after = {t: rows(t) for t in trials["trial_id"]}
     for t in finished:

@@ -60,7 +60,7 @@ def test_the_optuna_study_holds_the_earlier_trials_with_their_epochs(earlier, tm
 
     plan = make_plan(load_preset(preset(tmp_path, trials=8, epochs=3)), [], None, None, None, None,
                      str(tmp_path / "runs"), "w", 5, warm_start=str(earlier))
-    study = make_searcher(plan, 2).searcher._ot_study  # the study TPE samples from
+    study = make_searcher(plan, 2).searcher.searcher._ot_study  # the study TPE samples from
     before = load_run(str(earlier))
     told = [t for t in study.get_trials() if t.state.is_finished()]
     assert len(told) == len(before.trials)

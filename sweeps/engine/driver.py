@@ -27,7 +27,9 @@ from ray.tune import FailureConfig, RunConfig, TuneConfig, Tuner  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.budget import BudgetLimit, Ledger
 from sweeps.engine.archive import ArchiveState, drive, remove_orphans, restore_archive
+from sweeps.engine.budget import BudgetEnd, BudgetGate, attach
 from sweeps.engine.cluster import Cluster, check_reachable, find_cluster
 from sweeps.engine.progress import LiveProgress
 from sweeps.engine.reclaim import only_the_trials_own_failures_counted
@@ -35,6 +37,7 @@ from sweeps.engine.schedulers import SnapshottingASHA, SnapshottingFIFO
 from sweeps.engine.tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from sweeps.engine.trial import run_trial
 from sweeps.errors import SweepError
+from sweeps.planner import with_budget
 from sweeps.presets import PresetError, load_preset
 from sweeps.prices import usd
 from sweeps.runfolder.claim import Claim
@@ -48,7 +51,7 @@ from sweeps.runfolder.layout import (
     trial_folder_name,
 )
 from sweeps.runfolder.plan import SweepPlan
-from sweeps.runfolder.run import Outcome, load_run, plain
+from sweeps.runfolder.run import Outcome, Run, load_run, plain
 from sweeps.runfolder.storage import (
     StoreError,
     check_writable,
@@ -152,7 +155,7 @@ def make_trainable(plan: SweepPlan):
     return tune.with_resources(trainable, resources)
 
 
-def make_searcher(plan: SweepPlan, concurrency: int):
+def make_searcher(plan: SweepPlan, concurrency: int, budget: Ledger | None = None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
@@ -171,16 +174,25 @@ def make_searcher(plan: SweepPlan, concurrency: int):
                             points_to_evaluate=first or None)
     if plan.warm_start:
         add_earlier_trials(searcher, plan.warm_start)
-    return ConcurrencyLimiter(searcher, max_concurrent=concurrency)
+    budget = budget or Ledger(limit=0, units=plan.units, max_epochs=plan.max_epochs, estimate_epoch_s=0)
+    return ConcurrencyLimiter(BudgetGate(searcher, budget), max_concurrent=concurrency)
 
 
 def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, resume: bool = False,
-              reuse_actors: bool = True, trackers: bool = True) -> SweepSummary:
+              reuse_actors: bool = True, trackers: bool = True, budget: str | None = None) -> SweepSummary:
     """Run (or resume) the sweep of `plan` on the cluster `find_cluster(address, local)` picks;
     returns its summary. Trial actors are reused (a new trial skips the process start and the
     dataset load) unless `reuse_actors` is off; `trackers` off drops the plan's MLflow and W&B
-    logging (TensorBoard stays). Everything is checked before the run folder is claimed, and
-    nothing is written to it before."""
+    logging (TensorBoard stays); `budget` replaces a resumed sweep's limit (what it spent before
+    counts). Everything is checked before the run folder is claimed, and nothing is written to
+    it before."""
+    import threading
+
+    if resume and budget:
+        done = load_run(plan.path, plan=plan)
+        plan = with_budget(plan, budget, spent=done.trial_hours, epoch_s=done.epoch_s())
+    if plan.budget_hours and threading.current_thread() is not threading.main_thread():
+        raise SweepError("a sweep with a budget ends from the main thread (Tune's signal handler); run it there")
     cluster = find_cluster(address, local)
     check_reachable(cluster)  # seconds, where ray.init would retry for minutes
     check_trackers(plan, resume=resume, without=not trackers)  # seconds: a tracker that does not answer
@@ -200,8 +212,11 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
             check_unused(plan.path)
             plan.save()  # the run's first file: readers know the run from now on
             saved = True
-        elif claim.note():
-            print(claim.note(), flush=True)
+        else:
+            if claim.note():
+                print(claim.note(), flush=True)
+            if budget:
+                plan.save()  # the new limit is the run's from now on
         summary = _run_claimed(plan, cluster, resume, reuse_actors, tracking)
     except StoreError as err:  # a store away past the window, wherever the driver met it: how to go on
         claim.release()
@@ -252,11 +267,17 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
     try:
         concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
-        # a resumed sweep's money counts what its earlier drivers spent
-        before = load_run(plan.path, plan=plan).trial_hours if resume and plan.price_per_hour else 0.0
+        # a resumed sweep's money and budget count what its earlier drivers spent, measured
+        done = load_run(plan.path, plan=plan) if resume and (plan.price_per_hour or plan.budget_hours) else None
+        before = done.trial_hours if done is not None else 0.0
+        budget = Ledger(limit=plan.budget_hours, units=plan.units, max_epochs=plan.max_epochs,
+                        estimate_epoch_s=(done.epoch_s() if done is not None else None) or plan.estimate_epoch_s,
+                        before=before)
         progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs,
-                                price_per_hour=plan.price_per_hour, units=plan.units, hours_before=before)
-        callbacks = [progress, ArchiveState(), *tracking]
+                                price_per_hour=plan.price_per_hour, units=plan.units, hours_before=before,
+                                budget_hours=plan.budget_hours)
+        ending = BudgetEnd(budget, plan.trials)
+        callbacks = [progress, ending, ArchiveState(), *tracking]
         if resume:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
             # the callbacks come from the plan, not from Tune's pickle of them: a tracker checked
@@ -264,15 +285,19 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             restored = tuner._local_tuner
             assert restored is not None, "a Tuner restored on this machine"
             restored.get_run_config().callbacks = callbacks
+            config = restored._tune_config
+            config.search_alg = attach(config.search_alg, config.scheduler, budget)
         else:
             # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
             # training_iteration starts again at 1 in a restarted trial)
             scheduler = SnapshottingASHA(time_attr="epoch", max_t=plan.max_epochs, grace_period=plan.grace_period,
                                          reduction_factor=plan.reduction_factor) \
                 if plan.early_stopping else SnapshottingFIFO()
+            scheduler.budget = budget
             tuner = Tuner(
                 trainable,
-                tune_config=TuneConfig(metric=plan.metric, mode=plan.mode, search_alg=make_searcher(plan, concurrency),
+                tune_config=TuneConfig(metric=plan.metric, mode=plan.mode,
+                                       search_alg=make_searcher(plan, concurrency, budget),
                                        scheduler=scheduler, num_samples=plan.trials,
                                        reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
@@ -286,7 +311,7 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
     finally:
         if started:
             ray.shutdown()
-    return summarize(plan, interrupted)
+    return summarize(plan, interrupted and not ending.ended, budget_reached=ending.ended)
 
 
 def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
@@ -328,9 +353,10 @@ class SweepSummary:
     train_command: str | None  # the `sweep train` line that trains the best alone
     finished: int  # trials TERMINATED (trained to the end, stopped early, or halted)
     cost: str = ""  # "spent: $X (...)" where the plan has a price
+    budget: str = ""  # "budget reached: ..." where the budget ended the sweep, with the command that goes on
 
 
-def summarize(plan: SweepPlan, interrupted: bool = False) -> SweepSummary:
+def summarize(plan: SweepPlan, interrupted: bool = False, budget_reached: bool = False) -> SweepSummary:
     run = load_run(plan.path, plan=plan)  # the store may be away: waited for, as through the sweep
     export_study(run)
     row = run.best()
@@ -338,13 +364,31 @@ def summarize(plan: SweepPlan, interrupted: bool = False) -> SweepSummary:
                                          epochs=int(row["epochs_trained"]),
                                          params={k: plain(row[k]) for k in plan.search})
     outcome = run.outcome()
+    cost = ""
+    if plan.price_per_hour:
+        cost = (f"spent: {usd(run.spent)} ({run.trial_hours:.3g} {plan.unit} measured, at ${plan.price_per_hour:.3g} "
+                f"per {plan.unit[:-1]}: {plan.price_source})")
+        if plan.estimate_hours:
+            cost += (f"; the plan estimated {plan.amount(plan.estimate_hours)} for its epochs (at most "
+                     f"{plan.amount(plan.estimate_most_hours)})")
     return SweepSummary(path=plan.path, metric=plan.metric, outcome=outcome, best=best,
-                        interrupted=interrupted or bool(outcome.unfinished),
+                        interrupted=not budget_reached and (interrupted or bool(outcome.unfinished)),
                         train_command=train_command(plan, best.params) if best else None,
                         finished=int((run.trials["status"] == "TERMINATED").sum()) if not run.trials.empty else 0,
-                        cost=f"spent: {usd(run.spent)} ({run.trial_hours:.3g} {plan.unit} measured, at "
-                             f"${plan.price_per_hour:.3g} per {plan.unit[:-1]}: {plan.price_source})"
-                        if plan.price_per_hour else "")
+                        cost=cost, budget=budget_line(plan, run, best) if budget_reached else "")
+
+
+def budget_line(plan: SweepPlan, run: Run, best: Best | None) -> str:
+    """The line a sweep that its budget ended closes with: what it spent and bought, and the
+    `sweep resume` that goes on, with a budget that pays for the rest at the measured pace."""
+    bought = f"best {plan.metric} {best.value:.4f} ({best.trial_id})" if best else f"no {plan.metric} yet"
+    epochs = int(run.trials["epochs_trained"].sum()) if not run.trials.empty else 0
+    hours = max(run.forecast_hours() or plan.budget_hours * 2, run.trial_hours * 1.05)  # what finishes it
+    limit = BudgetLimit.read(plan.budget)
+    suggested = limit.scaled(hours * plan.price_per_hour if limit.unit == "usd" else hours)
+    return (f"budget reached: {plan.amount(run.trial_hours)} of {plan.amount(plan.budget_hours)} spent, {epochs} "
+            f"epochs in {len(run.trials)} trials; it bought {bought}; to go on: sweep resume {shlex.quote(plan.path)} "
+            f"--budget {suggested}")
 
 
 def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from sweeps.budget import Meter
 from sweeps.prices import usd
 from sweeps.runfolder.run import epochs_left
 from sweeps.runfolder.storage import current_outage
@@ -32,12 +33,13 @@ class SweepProgress:
     callback so that a test can feed it)."""
 
     def __init__(self, metric: str, mode: str, total: int, max_epochs: int, price_per_hour: float = 0.0,
-                 units: float = 1.0, hours_before: float = 0.0):
+                 units: float = 1.0, hours_before: float = 0.0, budget_hours: float = 0.0):
         self.metric, self.mode, self.total, self.max_epochs = metric, mode, total, max_epochs
-        # money: the price of a unit-hour (0: none known), a trial's units (GPUs, or CPUs), and
-        # the unit-hours spent before this driver (a resumed sweep's earlier drivers)
+        # money: the price of a unit-hour (0: none known), a trial's units (GPUs, or CPUs), the
+        # unit-hours spent before this driver (a resumed sweep's earlier drivers), the budget (0: none)
         self.price_per_hour, self.units, self.hours_before = price_per_hour, units, hours_before
-        self.trained_s = 0.0  # measured epoch seconds since this driver started (replays excluded)
+        self.budget_hours = budget_hours
+        self.meter = Meter()  # epochs trained since this driver started, measured (replays excluded)
         self.started = time.monotonic()
         self.best: tuple[float, str] | None = None  # over every reported epoch
         self.best_finished: tuple[float, str] | None = None  # over trials that ended
@@ -53,9 +55,7 @@ class SweepProgress:
             return
         if not result.get("replayed"):
             self.epochs_trained += 1
-            seconds = result.get("epoch_time_s")
-            if isinstance(seconds, (int, float)) and seconds == seconds:
-                self.trained_s += float(seconds)
+            self.meter.add(result)
         if trial_id not in self.trial_best or self.better(value, (self.trial_best[trial_id], "")):
             self.trial_best[trial_id] = float(value)
         if self.better(value, self.best):
@@ -104,11 +104,15 @@ class SweepProgress:
         if not self.price_per_hour:
             return None
         per_hour = self.price_per_hour * self.units
-        spent = (self.hours_before + self.trained_s * self.units / 3600) * self.price_per_hour
+        spent = self.spent_hours * self.price_per_hour
         if not self.epochs_trained:
             return spent, None
-        left_s = self.epochs_left(trials, counts) * self.trained_s / self.epochs_trained
+        left_s = self.epochs_left(trials, counts) * self.meter.seconds / self.epochs_trained
         return spent, spent + left_s * per_hour / 3600
+
+    @property
+    def spent_hours(self) -> float:
+        return self.hours_before + self.meter.seconds * self.units / 3600
 
     def line(self, trials) -> str:
         counts = self.counts(trials)
@@ -124,6 +128,8 @@ class SweepProgress:
         if money is not None:
             spent, forecast = money
             text += f" | {usd(spent)} spent" + (f", ~{usd(forecast)} at the end" if forecast is not None else "")
+        if self.budget_hours:
+            text += f" | {self.spent_hours / self.budget_hours:.0%} of the budget"
         outage = current_outage()
         if outage is not None:
             text += f" | store {outage[0]} unreachable since {time.strftime('%H:%M:%S', time.localtime(outage[1]))}"
@@ -134,8 +140,9 @@ class LiveProgress(Callback):
     """The progress line of `sweep run` and `sweep resume`."""
 
     def __init__(self, metric: str, mode: str, total: int, max_epochs: int, live: bool | None = None,
-                 price_per_hour: float = 0.0, units: float = 1.0, hours_before: float = 0.0):
-        self.args = (metric, mode, total, max_epochs, price_per_hour, units, hours_before)
+                 price_per_hour: float = 0.0, units: float = 1.0, hours_before: float = 0.0,
+                 budget_hours: float = 0.0):
+        self.args = (metric, mode, total, max_epochs, price_per_hour, units, hours_before, budget_hours)
         self.live = live
         self._state: SweepProgress | None = None
         self._display: Any = None  # rich's Live, where the output is a terminal

@@ -1,13 +1,16 @@
 """Tune's schedulers as a sweep uses them: ASHA (or FIFO, every trial to the end) that
-snapshot the sweep as soon as a trial is added (sweeps.engine.archive), and ASHA that, on a
-resume, learns the epochs of the trials that had already finished."""
+snapshot the sweep as soon as a trial is added (sweeps.engine.archive), keep the sweep's
+budget (sweeps.budget: a trial pauses after its epoch once the budget is reached), and ASHA
+that, on a resume, learns the epochs of the trials that had already finished."""
 
 from __future__ import annotations
 
 import time
 
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from sweeps.budget import Ledger
 from sweeps.engine.archive import SNAPSHOT_SPACING, write_archive
 from sweeps.runfolder.layout import result_file
 from sweeps.runfolder.results import parse_results
@@ -52,7 +55,47 @@ class _SnapshotNewTrials:
             self._last_cost = self._last_end - start
         return super().choose_trial_to_run(tune_controller)
 
-class SnapshottingASHA(_SnapshotNewTrials, ASHAScheduler):
+class _Budgeted:
+    """A scheduler that feeds the sweep's `budget` every trial's reports and ends, and pauses a
+    trial after its epoch once the budget is reached (a trial ASHA stops is stopped all the same)."""
+
+    budget: Ledger | None = None  # the driver's (sweeps.engine.budget.attach on a resume)
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)
+        if self.budget is not None and trial.status not in (Trial.TERMINATED, Trial.ERROR):
+            self.budget.add(trial.trial_id)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if self.budget is not None and self.budget.on_result(trial.trial_id, result) \
+                and decision == TrialScheduler.CONTINUE:
+            self.budget.paused(trial.trial_id)
+            return TrialScheduler.PAUSE  # its checkpoint of this epoch is written: `sweep resume` goes on from it
+        return decision
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        super().on_trial_complete(tune_controller, trial, result)
+        if self.budget is not None:
+            self.budget.end(trial.trial_id)
+
+    def on_trial_error(self, tune_controller, trial):
+        super().on_trial_error(tune_controller, trial)
+        if self.budget is not None:
+            self.budget.end(trial.trial_id)
+
+    def on_trial_remove(self, tune_controller, trial):
+        super().on_trial_remove(tune_controller, trial)
+        if self.budget is not None:
+            self.budget.end(trial.trial_id)
+
+    def choose_trial_to_run(self, tune_controller):
+        if self.budget is not None and self.budget.reached:
+            return None  # a paused trial waits for `sweep resume --budget`
+        return super().choose_trial_to_run(tune_controller)
+
+
+class SnapshottingASHA(_Budgeted, _SnapshotNewTrials, ASHAScheduler):
     """ASHA that, on a resume, learns the epochs of the trials that had finished: Tune keeps
     no scheduler state, and a resumed sweep would otherwise judge its later trials against
     the unfinished ones alone."""
@@ -65,5 +108,5 @@ class SnapshottingASHA(_SnapshotNewTrials, ASHAScheduler):
             if self._time_attr in row and self._metric in row:
                 ASHAScheduler.on_trial_result(self, tune_controller, trial, row)
 
-class SnapshottingFIFO(_SnapshotNewTrials, FIFOScheduler):
+class SnapshottingFIFO(_Budgeted, _SnapshotNewTrials, FIFOScheduler):
     pass

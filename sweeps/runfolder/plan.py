@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.errors import RunFolderError
+from sweeps.prices import usd
 from sweeps.runfolder.claim import Holder
 from sweeps.runfolder.layout import claim_file, plan_file
 from sweeps.runfolder.storage import (
@@ -94,6 +95,16 @@ class SweepPlan:
     instance: str = ""
     price_per_hour: float = 0.0
     price_source: str = ""
+    # the plan's estimate (sweeps.estimate), made where it has a price or a budget: seconds per
+    # trial-epoch, and the epochs' unit-hours (GPU-hours, or CPU-hours; what spent measures, without
+    # the trials' starts) expected (ASHA's typical share) and at most (every trial to the end); 0: none
+    estimate_epoch_s: float = 0.0
+    estimate_hours: float = 0.0
+    estimate_most_hours: float = 0.0
+    # the limit it never passes by more than an epoch of its running trials (sweeps.budget): as given
+    # ("25usd", "6gpu-h"; "": none) and in unit-hours at its price; `sweep resume --budget` replaces both
+    budget: str = ""
+    budget_hours: float = 0.0
 
     @property
     def units(self) -> float:
@@ -103,6 +114,10 @@ class SweepPlan:
     @property
     def unit(self) -> str:
         return "GPU-hours" if self.gpu > 0 else "CPU-hours"
+
+    def amount(self, hours: float) -> str:
+        """Unit-hours as the plan's money where it has a price ("$0.021"), else as hours ("0.021 CPU-hours")."""
+        return usd(hours * self.price_per_hour) if self.price_per_hour else f"{hours:.3g} {self.unit}"
 
     @property
     def search_setting(self) -> Setting:

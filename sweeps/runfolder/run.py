@@ -116,19 +116,29 @@ class Run:
         """Money spent so far at the plan's price (0 where it has none): measured time x price."""
         return self.trial_hours * self.plan.price_per_hour
 
-    def forecast(self) -> float | None:
-        """Money at the end, at the plan's price: what was spent, and the epochs left at the
-        trials' measured seconds per epoch; None without a price or a measured epoch."""
-        trials = self.trials
-        epochs = int(trials["epochs_trained"].sum()) if not trials.empty else 0
-        if not self.plan.price_per_hour or not epochs or not self.trial_hours:
+    def epoch_s(self) -> float | None:
+        """The trials' measured seconds per trained epoch (replays not counted); None before one."""
+        epochs = int(self.trials["epochs_trained"].sum()) if not self.trials.empty else 0
+        seconds = float(self.trials["time_s"].sum(skipna=True)) if epochs else 0.0
+        return seconds / epochs if epochs and seconds else None
+
+    def forecast_hours(self) -> float | None:
+        """Unit-hours at the end: what was spent, and the epochs left at the trials' measured
+        seconds per epoch; None before a measured epoch."""
+        trials, per_epoch = self.trials, self.epoch_s()
+        if per_epoch is None:
             return None
         ended = trials["status"].isin(["TERMINATED", "ERROR"])
+        running = trials["status"] == "RUNNING"
         left = epochs_left([int(e) for e in trials.loc[ended, "epochs_trained"]],
-                           [int(e) for e in trials.loc[trials["status"] == "RUNNING", "epochs_trained"]],
-                           self.plan.trials - int(ended.sum()) - int((trials["status"] == "RUNNING").sum()),
-                           self.max_epochs)
-        return self.spent + left * self.trial_hours / epochs * self.plan.price_per_hour
+                           [int(e) for e in trials.loc[running, "epochs_trained"]],
+                           self.plan.trials - int(ended.sum()) - int(running.sum()), self.max_epochs)
+        return self.trial_hours + left * per_epoch * self.plan.units / 3600
+
+    def forecast(self) -> float | None:
+        """Money at the end at the plan's price (`forecast_hours`); None without a price or a measured epoch."""
+        hours = self.forecast_hours()
+        return hours * self.plan.price_per_hour if hours is not None and self.plan.price_per_hour else None
 
     @property
     def scored(self) -> pd.DataFrame:
