@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import matplotlib
 
@@ -104,7 +104,13 @@ def compute_curve(hours: np.ndarray, best: np.ndarray, reached_at: int, fifo_hou
     if budget_hours:
         ax.axvline(budget_hours, color="black", linestyle="-.", alpha=0.7, label=f"budget: {budget_hours:.3g}")
     if price_per_hour:
-        top = ax.secondary_xaxis("top", functions=(lambda h: h * price_per_hour, lambda usd: usd / price_per_hour))
+        def to_usd(h: Any) -> Any:
+            return np.asarray(h) * price_per_hour
+
+        def to_hours(usd: Any) -> Any:
+            return np.asarray(usd) / price_per_hour
+
+        top = ax.secondary_xaxis("top", functions=(to_usd, to_hours))
         top.set_xlabel(f"USD at ${price_per_hour:.3g} per {unit[:-1]}")
     ax.set_xlabel(unit)
     ax.set_ylabel(metric)
