@@ -55,8 +55,8 @@ def compute_bought(run: Run, fifo_hours: float) -> ComputeBought | None:
     if history.empty or metric not in history or "epoch_time_s" not in history:
         return None
     rows = history.dropna(subset=[metric, "epoch_time_s"])
-    if "replayed" in rows:
-        rows = rows[~rows["replayed"].astype(bool)]  # a stored epoch reported again cost nothing
+    # one row per epoch: a replayed row here stands for an epoch whose trained row an earlier
+    # driver wrote and a resumed one replaced (sweeps.runfolder.results.trained_rows)
     if rows.empty:
         return None
     if "finished_at" in rows and rows["finished_at"].notna().all():

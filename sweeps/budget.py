@@ -115,6 +115,9 @@ class Ledger:
     max_epochs: int
     estimate_epoch_s: float  # the plan's estimate of a trial-epoch, until one is measured
     before: float = 0.0
+    # the epochs `before` holds, by trial: a resumed trial's replay of any other epoch stands for
+    # one the killed driver trained but never wrote to the run folder, and counts as spent
+    counted: dict[str, set[int]] = field(default_factory=dict)
     meter: Meter = field(default_factory=Meter)
     live: dict[str, _Live] = field(default_factory=dict)
     reached: bool = False  # the stopping rule fired: nothing starts again
@@ -159,10 +162,16 @@ class Ledger:
         stopping rule: the budget is reached, now or before)."""
         self.started(trial_id)
         live = self.live[trial_id]
-        live.epochs = max(live.epochs, int(result.get("epoch", 0) or 0))
+        epoch = int(result.get("epoch", 0) or 0)
+        live.epochs = max(live.epochs, epoch)
         counted = live.meter.add(result)
         if counted:
             self.meter.add(result)
+        elif result.get("replayed") and epoch not in self.counted.setdefault(trial_id, set()):
+            self.counted[trial_id].add(epoch)
+            seconds = result.get("epoch_time_s")
+            if isinstance(seconds, (int, float)) and seconds == seconds:
+                self.before += float(seconds) * self.units / 3600
         if not self.limit or not counted or live.epochs >= self.max_epochs:
             return False  # no budget, a replayed epoch, or its last one: it ends by itself
         if not self.reached:

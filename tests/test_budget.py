@@ -72,10 +72,16 @@ def test_running_trials_stop_after_the_epoch_that_reaches_the_limit_and_never_st
 
 
 def test_replays_cost_nothing_and_what_earlier_drivers_spent_counts():
-    ledger = Ledger(limit=1.0, units=2, max_epochs=4, estimate_epoch_s=600, before=0.5)
-    # a restarted trial reports its stored epochs again: not spent, never paused
+    # the run folder counted a's epoch 1 before this driver: 0.5 unit-hours
+    ledger = Ledger(limit=1.0, units=2, max_epochs=5, estimate_epoch_s=600, before=0.5, counted={"a": {1}})
+    # a restarted trial reports its stored epochs again: not spent twice, never paused
     assert not ledger.on_result("a", {"epoch": 1, "epoch_time_s": 600.0, "replayed": True})
     assert ledger.spent == 0.5 and ledger.live["a"].epochs == 1
+    # ... but an epoch the killed driver trained and never copied to the run folder was paid for
+    assert not ledger.on_result("b", {"epoch": 1, "epoch_time_s": 90.0, "replayed": True})
+    assert ledger.spent == pytest.approx(0.5 + 90 * 2 / 3600)
+    ledger.end("b")
+    ledger.before = 0.5
     # two units (GPUs) a trial: an epoch of 600 s costs a third of an hour; with a's next it passes
     assert ledger.on_result("a", {"epoch": 2, "epoch_time_s": 600.0})
     assert ledger.spent == pytest.approx(0.5 + 1 / 3)

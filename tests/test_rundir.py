@@ -142,3 +142,20 @@ def test_the_money_spent_counts_every_epoch_trained_once_and_no_replay(tmp_path)
     bought = next(line for line in report.splitlines() if line.startswith("- what the compute bought"))
     hours, dollars = re.search(r"of ([0-9.e-]+) CPU-hours \(\$([0-9.e-]+)\)", bought).groups()
     assert float(dollars) == pytest.approx(float(hours) * 3.0, rel=0.01), bought  # in money too
+
+
+def test_a_resumed_driver_s_replays_stand_for_the_epochs_an_earlier_driver_trained():
+    """A resumed sweep's driver writes an unfinished trial's result file anew (Tune restores it
+    only for trials with Tune checkpoints): the epochs the earlier driver trained are there only
+    as the trial's replays of its checkpoint, with their own measured times. They were paid for."""
+    from sweeps.runfolder.results import trained_rows
+
+    rows = [{"epoch": 1, "epoch_time_s": 2.0, "replayed": True}, {"epoch": 2, "epoch_time_s": 3.0, "replayed": True},
+            {"epoch": 3, "epoch_time_s": 4.0}]
+    assert [r["epoch"] for r in trained_rows(rows)] == [1, 2, 3]
+    # within one driver (a retry), the trained rows are still there: the replays cost nothing
+    retried = [{"epoch": 1, "epoch_time_s": 2.0}, {"epoch": 1, "epoch_time_s": 2.0, "replayed": True},
+               {"epoch": 2, "epoch_time_s": 3.0}, {"epoch": 2, "epoch_time_s": 5.0}]
+    assert [r["epoch_time_s"] for r in trained_rows(retried)] == [2.0, 3.0, 5.0]  # epoch 2 trained twice
+    # a trial resumed twice replays epoch 1 twice: it stands once
+    assert len(trained_rows([{"epoch": 1, "epoch_time_s": 2.0, "replayed": True}] * 2)) == 1

@@ -270,12 +270,14 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
         # a resumed sweep's money and budget count what its earlier drivers spent, measured
         done = load_run(plan.path, plan=plan) if resume and (plan.price_per_hour or plan.budget_hours) else None
         before = done.trial_hours if done is not None else 0.0
+        counted = {str(t): {int(e) for e in rows["epoch"]} for t, rows in done.history.groupby("trial_id")} \
+            if done is not None and not done.history.empty else {}
         budget = Ledger(limit=plan.budget_hours, units=plan.units, max_epochs=plan.max_epochs,
                         estimate_epoch_s=(done.epoch_s() if done is not None else None) or plan.estimate_epoch_s,
-                        before=before)
+                        before=before, counted=counted)
         progress = LiveProgress(plan.metric, plan.mode, plan.trials, plan.max_epochs,
                                 price_per_hour=plan.price_per_hour, units=plan.units, hours_before=before,
-                                budget_hours=plan.budget_hours)
+                                budget_hours=plan.budget_hours, ledger=budget)
         ending = BudgetEnd(budget, plan.trials)
         callbacks = [progress, ending, ArchiveState(), *tracking]
         if resume:
@@ -383,7 +385,16 @@ def budget_line(plan: SweepPlan, run: Run, best: Best | None) -> str:
     `sweep resume` that goes on, with a budget that pays for the rest at the measured pace."""
     bought = f"best {plan.metric} {best.value:.4f} ({best.trial_id})" if best else f"no {plan.metric} yet"
     epochs = int(run.trials["epochs_trained"].sum()) if not run.trials.empty else 0
-    hours = max(run.forecast_hours() or plan.budget_hours * 2, run.trial_hours * 1.05)  # what finishes it
+    # what lets every trial left start and train to its end at the measured pace (the starting rule
+    # asks for each trial's worst case), with half as much again for the pace to vary (a driver's
+    # first epochs, trials sharing a machine)
+    trials = run.trials
+    left = plan.max_epochs * run.outcome().not_started
+    if not trials.empty:
+        unfinished = ~trials["status"].isin(["TERMINATED", "ERROR"])
+        left += int((plan.max_epochs - trials.loc[unfinished, "epochs_trained"]).clip(lower=0).sum())
+    per_epoch = run.epoch_s() or plan.estimate_epoch_s
+    hours = max(run.trial_hours + 1.5 * left * per_epoch * plan.units / 3600, run.trial_hours * 1.05)
     limit = BudgetLimit.read(plan.budget)
     suggested = limit.scaled(hours * plan.price_per_hour if limit.unit == "usd" else hours)
     return (f"budget reached: {plan.amount(run.trial_hours)} of {plan.amount(plan.budget_hours)} spent, {epochs} "

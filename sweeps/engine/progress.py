@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sweeps.budget import Meter
+from sweeps.budget import Ledger, Meter
 from sweeps.prices import usd
 from sweeps.runfolder.run import epochs_left
 from sweeps.runfolder.storage import current_outage
@@ -33,8 +33,10 @@ class SweepProgress:
     callback so that a test can feed it)."""
 
     def __init__(self, metric: str, mode: str, total: int, max_epochs: int, price_per_hour: float = 0.0,
-                 units: float = 1.0, hours_before: float = 0.0, budget_hours: float = 0.0):
+                 units: float = 1.0, hours_before: float = 0.0, budget_hours: float = 0.0,
+                 ledger: Ledger | None = None):
         self.metric, self.mode, self.total, self.max_epochs = metric, mode, total, max_epochs
+        self.ledger = ledger  # the driver's budget ledger: where there is one, its spent is the line's
         # money: the price of a unit-hour (0: none known), a trial's units (GPUs, or CPUs), the
         # unit-hours spent before this driver (a resumed sweep's earlier drivers), the budget (0: none)
         self.price_per_hour, self.units, self.hours_before = price_per_hour, units, hours_before
@@ -112,6 +114,8 @@ class SweepProgress:
 
     @property
     def spent_hours(self) -> float:
+        if self.ledger is not None:
+            return self.ledger.spent
         return self.hours_before + self.meter.seconds * self.units / 3600
 
     def line(self, trials) -> str:
@@ -141,8 +145,8 @@ class LiveProgress(Callback):
 
     def __init__(self, metric: str, mode: str, total: int, max_epochs: int, live: bool | None = None,
                  price_per_hour: float = 0.0, units: float = 1.0, hours_before: float = 0.0,
-                 budget_hours: float = 0.0):
-        self.args = (metric, mode, total, max_epochs, price_per_hour, units, hours_before, budget_hours)
+                 budget_hours: float = 0.0, ledger: Ledger | None = None):
+        self.args = (metric, mode, total, max_epochs, price_per_hour, units, hours_before, budget_hours, ledger)
         self.live = live
         self._state: SweepProgress | None = None
         self._display: Any = None  # rich's Live, where the output is a terminal

@@ -55,6 +55,27 @@ def one_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ending = [rows[-1]] if rows and rows[-1].get("failure") else []
     return [by_epoch[k] for k in sorted(by_epoch)] + ending
 
+def trained_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a result file (as written) that each stand for an epoch trained: every row a
+    trial trained (an epoch trained twice, after a crash, was paid for twice), and for an epoch
+    the file holds only as replayed, its first replay. A resumed sweep's new driver writes a
+    trial's result file anew (Tune restores it only for trials with Tune checkpoints), so the
+    rows an earlier driver wrote are gone; the trial's replay of its stored epochs carries each
+    one's own measured time."""
+    trained = {int(r.get("epoch", 0)) for r in rows if not r.get("replayed") and not r.get("failure")}
+    kept, stood_in = [], set()
+    for row in rows:
+        if row.get("failure"):
+            continue
+        epoch = int(row.get("epoch", 0))
+        if not row.get("replayed"):
+            kept.append(row)
+        elif epoch not in trained and epoch not in stood_in:
+            kept.append(row)
+            stood_in.add(epoch)
+    return kept
+
+
 def checkpoint_of(row: dict[str, Any]) -> str | None:
     """The checkpoint folder of a result row (`checkpoint_dir_name`: runs from before trials
     kept their own checkpoints)."""

@@ -26,7 +26,7 @@ from sweeps.runfolder.layout import (
     trial_folder_name,
 )
 from sweeps.runfolder.plan import SweepPlan
-from sweeps.runfolder.results import checkpoint_of, one_per_epoch, parse_results
+from sweeps.runfolder.results import checkpoint_of, one_per_epoch, parse_results, trained_rows
 from sweeps.runfolder.storage import absolute, list_folder, read_text_or_none
 from sweeps.runfolder.tunestate import experiment_state
 from trainer.errors import DIVERGED, OUT_OF_MEMORY
@@ -202,9 +202,8 @@ def load_run(run_path: str, plan: SweepPlan | None = None) -> Run:
         written = parse_results(read_text_or_none(result_file(path)) or "", keep_repeats=True,
                                 source=result_file(path)) if path else []
         results = one_per_epoch(written)
-        # every line as written: an epoch trained twice (after a crash mid-sweep) was paid for twice
-        timed = [_finite(r["epoch_time_s"]) for r in written
-                 if "epoch_time_s" in r and not r.get("replayed") and not r.get("failure")]
+        # every epoch trained, as often as it was (an epoch trained twice after a crash was paid for twice)
+        timed = [_finite(r["epoch_time_s"]) for r in trained_rows(written) if "epoch_time_s" in r]
         state = states.get(trial_id, {})
         params = state.get("config") or json.loads(read_text_or_none(params_file(path)) or "{}") if path else \
             state.get("config", {})
