@@ -121,8 +121,9 @@ def gradcam(run_path: RunPath,
 @app.command()
 def export(run_path: RunPath,
            out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the model, meta.json and MODEL.md.")],
-           fmt: Annotated[str, typer.Option("--format", help="torchscript (needs torch) or onnx (needs "
-                                                             "onnxruntime; the onnx extra).")] = "torchscript",
+           fmt: Annotated[str, typer.Option("--format", help="pt2 (a torch.export program: torch alone), onnx "
+                                                             "(onnxruntime alone; the onnx extra) or torchscript "
+                                                             "(deprecated by PyTorch).")] = "pt2",
            trial: Annotated[str | None, typer.Option(help="Trial id (default: the best that fits the limits).")]
            = None,
            max_latency_ms: Annotated[float | None, typer.Option(
@@ -135,7 +136,7 @@ def export(run_path: RunPath,
     """Export a trial's model with its preprocessing, checked against PyTorch on the test split."""
     import json
 
-    from .export import META_FILE, ExportError, log_to_mlflow
+    from .export import DEPRECATED, META_FILE, ExportError, log_to_mlflow
     from .export import export as export_model
     from .output import OutputError
 
@@ -146,6 +147,8 @@ def export(run_path: RunPath,
             if importlib.util.find_spec("mlflow") is None:  # before the export's work, not after
                 raise ExportError("--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or pip install "
                                   "mlflow)")
+        if fmt in DEPRECATED:
+            typer.echo(f"note: {DEPRECATED[fmt]}", err=True)
         check = export_model(run_path, out, fmt, trial, max_latency_ms, max_params, data_dir)
         if mlflow is not None:
             run_id = log_to_mlflow(mlflow, out, json.loads((out / META_FILE).read_text()))

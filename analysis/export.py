@@ -1,11 +1,13 @@
-"""A sweep's model as a file that runs without resweep: TorchScript (torch alone) or ONNX
-(onnxruntime alone), with its preprocessing inside, checked against the PyTorch model before it
+"""A sweep's model as a file that runs without resweep: a `torch.export` program (`.pt2`, torch
+alone: the format PyTorch keeps), ONNX (onnxruntime alone) or, on request, TorchScript (which
+PyTorch deprecates), with its preprocessing inside, checked against the PyTorch model before it
 is written, and a model card beside it.
 
 The artifact takes a uint8 batch [B, C, S, S] (S = `input_size` in meta.json: images resized on
 their short side to S and center-cropped, as the trials' data cache holds them) and returns the
 class probabilities [B, K]; it normalises and crops to the trained `image_size` itself. Its
-folder holds `model.pt` or `model.onnx`, `meta.json` (classes, sizes, provenance) and `MODEL.md`.
+folder holds `model.pt2`, `model.onnx` or `model.pt`, `meta.json` (classes, sizes, provenance) and
+`MODEL.md`. The batch is dynamic in each format.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from .output import check_output_folder, replaced_folder
 from .results import Run, load_run
 from .trained import Trained, load_trained
 
-FORMATS = {"torchscript": "model.pt", "onnx": "model.onnx"}
+FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
+DEPRECATED = {"torchscript": "TorchScript is deprecated in PyTorch (torch.jit.save says so); the default, "
+                             "--format pt2, is the format it keeps"}
 META_FILE = "meta.json"
 CARD_FILE = "MODEL.md"
 # The artifact must answer as the PyTorch model does: probabilities within this, and the same top-1
@@ -120,6 +124,17 @@ def check_images(loaded: Loaded, data_dir: Path | None) -> tuple[str, torch.Tens
     return name, split.images[:CHECK_IMAGES].cpu().contiguous(), split.labels[:CHECK_IMAGES].cpu()
 
 
+def _batch_dim() -> dict:
+    return {"images": {0: torch.export.Dim("batch", min=1)}}
+
+
+def _write_pt2(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict):
+    program = torch.export.export(packaged, (example,), dynamic_shapes=_batch_dim())
+    torch.export.save(program, str(path), extra_files={META_FILE: json.dumps(meta)})
+    loaded = torch.export.load(str(path)).module()
+    return lambda images: loaded(images)
+
+
 def _write_torchscript(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict):
     import warnings
 
@@ -142,7 +157,7 @@ def _write_onnx(packaged: Packaged, example: torch.Tensor, path: Path, meta: dic
         raise ExportError("--format onnx needs onnx and onnxruntime: pip install -e '.[onnx]'") from None
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
         torch.onnx.export(packaged, (example,), str(path), input_names=["images"], output_names=["probabilities"],
-                          dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True)
+                          dynamic_shapes=_batch_dim(), dynamo=True)
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {"resweep": json.dumps(meta)})
     onnx.save(model, str(path))
@@ -150,7 +165,10 @@ def _write_onnx(packaged: Packaged, example: torch.Tensor, path: Path, meta: dic
     return lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
 
 
-def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None = None,
+WRITERS = {"pt2": _write_pt2, "onnx": _write_onnx, "torchscript": _write_torchscript}
+
+
+def export(run_path: str, out: Path, fmt: str = "pt2", trial: str | None = None,
            max_latency_ms: float | None = None, max_params: float | None = None,
            data_dir: Path | None = None) -> dict:
     """Write the chosen trial's model to `out` in `fmt`, after checking that the written file
@@ -166,8 +184,7 @@ def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None
     meta = _meta(run, loaded, fmt)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / FORMATS[fmt]
-        writer = _write_torchscript if fmt == "torchscript" else _write_onnx
-        artifact = writer(loaded.packaged, images[:2], path, meta)
+        artifact = WRITERS[fmt](loaded.packaged, images[:2], path, meta)
         with torch.no_grad():
             answers = torch.cat([artifact(images[i:i + 64]) for i in range(0, len(images), 64)])
         difference = float((answers - reference).abs().max())
@@ -189,7 +206,7 @@ def export(run_path: str, out: Path, fmt: str = "torchscript", trial: str | None
 
 
 def log_to_mlflow(uri: str, out: Path, meta: dict) -> str:
-    """The export as an MLflow model (mlflow.pytorch for TorchScript, mlflow.onnx for ONNX) in a run
+    """The export as an MLflow model (mlflow.pytorch for pt2 and TorchScript, mlflow.onnx for ONNX) in a run
     of the experiment `resweep-<preset>`, with the check's figures and the whole export folder
     (MODEL.md included) as artifacts. Returns the MLflow run id."""
     import importlib.util
@@ -219,7 +236,12 @@ def _log_to_mlflow(mlflow, uri: str, out: Path, meta: dict) -> str:
                             "check_top1_agreement": meta["check"]["top1_agreement"],
                             **({meta["metric"]: meta["value"]} if meta["value"] is not None else {})})
         mlflow.set_tags({"resweep.run": meta["run"], "resweep.trial": meta["trial"]})
-        if meta["format"] == "torchscript":
+        if meta["format"] == "pt2":
+            program = torch.export.load(str(out / FORMATS["pt2"])).module()
+            example = np.zeros((2, meta["channels"], meta["input_size"], meta["input_size"]), dtype=np.uint8)
+            mlflow.pytorch.log_model(program, name="model", input_example=example, pip_requirements=["torch"],
+                                     serialization_format="pt2")
+        elif meta["format"] == "torchscript":
             import warnings
 
             with warnings.catch_warnings():
@@ -272,14 +294,15 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
         f"`{run.plan.preset}` and exported as {meta['format']} ({FORMATS[meta['format']]}).", "",
         "## Use", "",
         "```python",
-        *(["import json, torch", f"model = torch.jit.load('{FORMATS['torchscript']}')",
-           f"meta = json.load(open('{META_FILE}'))"] if meta["format"] == "torchscript" else
-          ["import json, onnxruntime", f"session = onnxruntime.InferenceSession('{FORMATS['onnx']}')",
-           f"meta = json.load(open('{META_FILE}'))"]),
+        *({"pt2": ["import json, torch", f"model = torch.export.load('{FORMATS['pt2']}').module()"],
+           "torchscript": ["import json, torch", f"model = torch.jit.load('{FORMATS['torchscript']}')"],
+           "onnx": ["import json, onnxruntime", f"session = onnxruntime.InferenceSession('{FORMATS['onnx']}')"]
+           }[meta["format"]]),
+        f"meta = json.load(open('{META_FILE}'))",
         f"# images: uint8 [batch, {trained.channels}, {loaded.input_size}, {loaded.input_size}], each resized on its "
         f"short side to {loaded.input_size} and center-cropped",
-        "probabilities = " + ("model(images)" if meta["format"] == "torchscript" else
-                              "session.run(None, {'images': images})[0]") + "  # [batch, classes]",
+        "probabilities = " + ("session.run(None, {'images': images})[0]" if meta["format"] == "onnx" else
+                              "model(images)") + "  # [batch, classes]",
         "```", "",
         "Or `analysis predict THIS_FOLDER IMAGES...` where resweep is installed.", "",
         "## Data", "",

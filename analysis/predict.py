@@ -1,6 +1,6 @@
 """Classify image files with an exported model or a run's best trial.
 
-MODEL is an export folder (`analysis export`: model.pt or model.onnx with meta.json) or a run
+MODEL is an export folder (`analysis export`: model.pt2, model.onnx or model.pt with meta.json) or a run
 folder (its best trial's checkpoint, through PyTorch). IMAGES are files or folders (searched
 recursively). Each image is decoded as the trials' cache decodes it (short side resized,
 center crop), in batches. A file that is not an image, or an image that cannot be read, is
@@ -45,7 +45,10 @@ def load_classifier(model: str) -> Classifier:
         if not path.is_file():
             raise ExportError(f"{folder}: {META_FILE} names a {meta.get('format')} model but {path.name} is missing; "
                               f"export again with `analysis export`")
-        if meta["format"] == "torchscript":
+        if meta["format"] == "pt2":
+            program = torch.export.load(str(path)).module()
+            run = lambda images: program(images)  # noqa: E731
+        elif meta["format"] == "torchscript":
             import warnings
 
             with warnings.catch_warnings():

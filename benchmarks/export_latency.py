@@ -1,8 +1,9 @@
 """Inference of an exported model against the eager PyTorch one, on the CPU: the same packaged
-network (uint8 in, probabilities out: what `analysis export` writes) run eagerly, as TorchScript
+network (uint8 in, probabilities out: what `analysis export` writes) run eagerly, as the
+torch.export program `analysis export` writes by default (.pt2, loaded back), as TorchScript
 and through onnxruntime, at batch 1 (ms per image) and batch 64 (images/s), with
-torch.utils.benchmark's Timer (warm-up, median of repeats), the three interleaved. Ends with
-`ratio=` eager ms / TorchScript ms at batch 1 for the first model.
+torch.utils.benchmark's Timer (warm-up, median of repeats), all interleaved. Ends with
+`ratio=` eager ms / .pt2 ms at batch 1 for the first model.
 
     python benchmarks/export_latency.py [--threads 2] [--budget 1.0]
 """
@@ -23,7 +24,7 @@ from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.export import Packaged  # noqa: E402
+from analysis.export import Packaged, _batch_dim  # noqa: E402
 from trainer.config import from_dict  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
@@ -39,13 +40,15 @@ def runners(model_name: str, width: int, side: int, channels: int, folder: Path)
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(packaged, example, check_trace=False)
         scripted = torch.jit.freeze(scripted.eval())
-    found = {"eager": lambda x: packaged(x), "torchscript": lambda x: scripted(x)}
+    torch.export.save(torch.export.export(packaged, (example,), dynamic_shapes=_batch_dim()), str(folder / "m.pt2"))
+    program = torch.export.load(str(folder / "m.pt2")).module()
+    found = {"eager": lambda x: packaged(x), "pt2": lambda x: program(x), "torchscript": lambda x: scripted(x)}
     try:
         import onnxruntime
 
         with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(packaged, (example,), str(folder / "m.onnx"), input_names=["images"],
-                              dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True)
+                              dynamic_shapes=_batch_dim(), dynamo=True)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(folder / "m.onnx"), options, providers=["CPUExecutionProvider"])
@@ -88,7 +91,7 @@ def main() -> None:
             for name, (ones, manys) in results.items():
                 s1, s64 = sorted(ones)[len(ones) // 2], sorted(manys)[len(manys) // 2]
                 print(f"  {name:<14}{s1 * 1e3:>18.3f} ({eager_one / s1:.2f}x){64 / s64:>16,.0f}")
-                if first is None and name == "torchscript":
+                if first is None and name == "pt2":
                     first = eager_one / s1
     print(f"ratio={first:.2f}")
 

@@ -1,6 +1,7 @@
-"""`analysis export` and `analysis predict` on a real sweep of the digits: TorchScript and ONNX
-artifacts that answer as the PyTorch model does, a TorchScript model that runs where resweep
-cannot be imported, and predict on a folder with an image, a text file and a truncated image."""
+"""`analysis export` and `analysis predict` on a real sweep of the digits: torch.export (.pt2),
+ONNX and TorchScript artifacts that answer as the PyTorch model does, a .pt2 model that runs
+where resweep cannot be imported, and predict on a folder with an image, a text file and a
+truncated image."""
 
 import json
 import re
@@ -14,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from analysis.cli import app
-from analysis.export import CHECK_IMAGES, MAX_PROBABILITY_DIFFERENCE
+from analysis.export import CHECK_IMAGES, FORMATS, MAX_PROBABILITY_DIFFERENCE
 from analysis.results import load_run
 from trainer.config import from_dict
 from trainer.datasets import load_data
@@ -30,10 +31,13 @@ def invoke(*args):
 def exported(crashed_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     folders = {}
-    for fmt in ("torchscript", "onnx"):
+    for fmt in ("pt2", "onnx", "torchscript"):
         result = invoke("export", crashed_run, "--out", out / fmt, "--format", fmt)
         assert result.exit_code == 0, result.output
         assert "checked on" in result.output and "same top-1 answer 100.0%" in result.output
+        # TorchScript on request only, said to be deprecated (and torch's own notice not shown)
+        assert ("TorchScript is deprecated" in result.output) == (fmt == "torchscript"), result.output
+        assert "torch.jit.save` is deprecated" not in result.output
         folders[fmt] = out / fmt
     return folders
 
@@ -47,14 +51,14 @@ def _digit_png(path: Path, label: int) -> None:
     Image.fromarray((digits.images[index] * (255 / 16)).round().astype(np.uint8)).resize((64, 64)).save(path)
 
 
-def test_both_formats_are_written_checked_and_described(exported, crashed_run):
+def test_every_format_is_written_checked_and_described(exported, crashed_run):
     run = load_run(str(crashed_run))
     best = run.ranked()
     best = best[(best["checkpoint"] != "") & (best["failure"] == "")].iloc[0]
     test_images = len(load_data(from_dict({"dataset": "digits", "image_size": 16})).test)
     for fmt, folder in exported.items():
         meta = json.loads((folder / "meta.json").read_text())
-        assert (folder / ("model.pt" if fmt == "torchscript" else "model.onnx")).is_file()
+        assert (folder / FORMATS[fmt]).is_file() and meta["format"] == fmt
         assert meta["classes"] == [str(d) for d in range(10)] and meta["channels"] == 1
         assert meta["trial"] == best["trial_id"] and meta["input_size"] == 16
         check = meta["check"]
@@ -65,10 +69,12 @@ def test_both_formats_are_written_checked_and_described(exported, crashed_run):
                         "## Provenance"):
             assert section in card, section
         assert f"trial `{best['trial_id']}`" in card
+        assert {"pt2": "torch.export.load('model.pt2')", "onnx": "onnxruntime.InferenceSession('model.onnx')",
+                "torchscript": "torch.jit.load('model.pt')"}[fmt] in card
         assert re.search(r"^\|\s+9\s+\|\s+\d+\s+\|", card, re.M), "a per-class accuracy row of class 9"
 
 
-def test_the_torchscript_model_runs_where_resweep_cannot_be_imported(exported, tmp_path):
+def test_the_pt2_model_runs_where_resweep_cannot_be_imported(exported, tmp_path):
     png = tmp_path / "seven.png"
     _digit_png(png, 7)
     code = f"""
@@ -82,9 +88,9 @@ except ImportError:
     pass
 import json, numpy, torch
 from PIL import Image
-folder = {str(exported["torchscript"])!r}
+folder = {str(exported["pt2"])!r}
 meta = json.load(open(folder + "/meta.json"))
-model = torch.jit.load(folder + "/model.pt")
+model = torch.export.load(folder + "/model.pt2").module()
 side = meta["input_size"]
 image = Image.open({str(png)!r}).convert("L").resize((side, side))
 probabilities = model(torch.from_numpy(numpy.asarray(image))[None, None])
@@ -105,7 +111,7 @@ def test_predict_skips_what_is_not_an_image_and_says_so(exported, crashed_run, t
     _digit_png(folder / "cut.png", 1)
     data = (folder / "cut.png").read_bytes()
     (folder / "cut.png").write_bytes(data[:len(data) // 2])  # truncated
-    for model in (exported["torchscript"], exported["onnx"], crashed_run):
+    for model in (exported["pt2"], exported["onnx"], exported["torchscript"], crashed_run):
         result = CliRunner().invoke(app, ["predict", str(model), str(folder), "--format", "json", "--top-k", "2"])
         assert result.exit_code == 1, result.output  # something was skipped
         assert "Traceback" not in result.output
@@ -115,7 +121,7 @@ def test_predict_skips_what_is_not_an_image_and_says_so(exported, crashed_run, t
         assert [Path(r["file"]).name for r in rows] == ["digit6.png", "digit7.png"]
         assert [r["class_1"] for r in rows] == ["6", "7"], rows
         assert all(r["p_1"] >= r["p_2"] for r in rows)
-    clean = CliRunner().invoke(app, ["predict", str(exported["torchscript"]), str(folder / "digit6.png")])
+    clean = CliRunner().invoke(app, ["predict", str(exported["pt2"]), str(folder / "digit6.png")])  # a batch of 1
     assert clean.exit_code == 0 and "digit6.png" in clean.output and "class_1" in clean.output
 
 
@@ -123,7 +129,7 @@ def test_export_refuses_with_one_line(crashed_run, tmp_path):
     for args, message in (
         (["--trial", "nope"], "--trial nope: no such trial"),
         (["--max-latency-ms", "0.000001"], "--max-latency-ms 1e-06: no trial fits; the smallest is"),
-        (["--format", "tflite"], "--format tflite: use one of torchscript, onnx"),
+        (["--format", "tflite"], "--format tflite: use one of pt2, onnx, torchscript"),
     ):
         result = invoke("export", crashed_run, "--out", tmp_path / "x", *args)
         assert result.exit_code == 2 and message in result.output, result.output
@@ -141,11 +147,11 @@ def test_export_logs_an_mlflow_model_that_loads_and_answers_the_same(crashed_run
     run_id = result.output.split("mlflow: run ")[1].split()[0]
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)
-    assert run.data.params["format"] == "torchscript" and run.data.metrics["check_top1_agreement"] == 1.0
+    assert run.data.params["format"] == "pt2" and run.data.metrics["check_top1_agreement"] == 1.0
     listed = {a.path for a in client.list_artifacts(run_id, "export")}
-    assert {"export/MODEL.md", "export/meta.json", "export/model.pt"} <= listed
+    assert {"export/MODEL.md", "export/meta.json", "export/model.pt2"} <= listed
     mlflow.set_tracking_uri(uri)
     logged = mlflow.pytorch.load_model(f"runs:/{run_id}/model")
     images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
-    own = torch.jit.load(str(tmp_path / "m" / "model.pt"))
+    own = torch.export.load(str(tmp_path / "m" / "model.pt2")).module()
     assert torch.allclose(logged(images), own(images))
