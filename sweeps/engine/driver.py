@@ -188,9 +188,10 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
     it before."""
     import threading
 
-    if resume and budget:
+    if resume and (budget or plan.budget):  # a budget already spent is refused here, not an epoch later
         done = load_run(plan.path, plan=plan)
-        plan = with_budget(plan, budget, spent=done.trial_hours, epoch_s=done.epoch_s())
+        plan = with_budget(plan, budget or plan.budget, spent=done.trial_hours, epoch_s=done.epoch_s(),
+                           option="--budget" if budget else "the run's --budget")
     if plan.budget_hours and threading.current_thread() is not threading.main_thread():
         raise SweepError("a sweep with a budget ends from the main thread (Tune's signal handler); run it there")
     cluster = find_cluster(address, local)
