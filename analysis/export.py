@@ -124,12 +124,12 @@ def check_images(loaded: Loaded, data_dir: Path | None) -> tuple[str, torch.Tens
     return name, split.images[:CHECK_IMAGES].cpu().contiguous(), split.labels[:CHECK_IMAGES].cpu()
 
 
-def _batch_dim() -> dict:
+def batch_dim() -> dict:
     return {"images": {0: torch.export.Dim("batch", min=1)}}
 
 
 def _write_pt2(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict):
-    program = torch.export.export(packaged, (example,), dynamic_shapes=_batch_dim())
+    program = torch.export.export(packaged, (example,), dynamic_shapes=batch_dim())
     torch.export.save(program, str(path), extra_files={META_FILE: json.dumps(meta)})
     loaded = torch.export.load(str(path)).module()
     return lambda images: loaded(images)
@@ -157,7 +157,7 @@ def _write_onnx(packaged: Packaged, example: torch.Tensor, path: Path, meta: dic
         raise ExportError("--format onnx needs onnx and onnxruntime: pip install -e '.[onnx]'") from None
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
         torch.onnx.export(packaged, (example,), str(path), input_names=["images"], output_names=["probabilities"],
-                          dynamic_shapes=_batch_dim(), dynamo=True)
+                          dynamic_shapes=batch_dim(), dynamo=True)
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, {"resweep": json.dumps(meta)})
     onnx.save(model, str(path))

@@ -24,7 +24,7 @@ from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.export import Packaged, _batch_dim  # noqa: E402
+from analysis.export import Packaged, batch_dim  # noqa: E402
 from trainer.config import from_dict  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
@@ -40,7 +40,7 @@ def runners(model_name: str, width: int, side: int, channels: int, folder: Path)
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(packaged, example, check_trace=False)
         scripted = torch.jit.freeze(scripted.eval())
-    torch.export.save(torch.export.export(packaged, (example,), dynamic_shapes=_batch_dim()), str(folder / "m.pt2"))
+    torch.export.save(torch.export.export(packaged, (example,), dynamic_shapes=batch_dim()), str(folder / "m.pt2"))
     program = torch.export.load(str(folder / "m.pt2")).module()
     found = {"eager": lambda x: packaged(x), "pt2": lambda x: program(x), "torchscript": lambda x: scripted(x)}
     try:
@@ -48,7 +48,7 @@ def runners(model_name: str, width: int, side: int, channels: int, folder: Path)
 
         with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(packaged, (example,), str(folder / "m.onnx"), input_names=["images"],
-                              dynamic_shapes=_batch_dim(), dynamo=True)
+                              dynamic_shapes=batch_dim(), dynamo=True)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(folder / "m.onnx"), options, providers=["CPUExecutionProvider"])

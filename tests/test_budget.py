@@ -127,3 +127,25 @@ def test_a_preset_s_budget_and_price_are_the_plan_s_unless_the_command_line_says
         load_preset(preset(tmp_path, sweep={"budget": 25}))
     with pytest.raises(SweepError, match="sweep.budget 1usd: the sweep has no price"):
         plan_of(tmp_path, sweep={"budget": "1usd"})
+
+
+def test_status_says_the_budget_s_share_and_a_spent_budget_is_not_resumed_without_more(tmp_path):
+    from conftest import handmade_run
+
+    # the handmade run spent 23 s of CPU (0.0064 CPU-hours) at $3 a CPU-hour; its budget: 0.002 CPU-hours
+    plan, root = handmade_run(tmp_path, price_per_hour=3.0, price_source="--price-per-hour", budget="0.002cpu-h",
+                              budget_hours=0.002)
+    status = CliRunner().invoke(app, ["status", str(root)])
+    assert status.exit_code == 0 and "of the budget ($0.006)" in status.output, status.output
+    files = sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file())
+    start = time.monotonic()
+    resumed = CliRunner().invoke(app, ["resume", str(root), "--local"])
+    assert resumed.exit_code != 0 and len(resumed.output.strip().splitlines()) == 1, resumed.output
+    assert "the run's --budget 0.002cpu-h: this run has spent" in resumed.output and "give at least" in resumed.output
+    assert time.monotonic() - start < 30
+    assert sorted((p, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()) == files  # nothing written
+
+
+def test_a_preset_s_price_must_be_a_number_above_0(tmp_path):
+    with pytest.raises(PresetError, match="sweep.price_per_hour=-1.0 must be a number above 0"):
+        load_preset(preset(tmp_path, sweep={"price_per_hour": -1}))

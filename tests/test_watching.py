@@ -226,6 +226,12 @@ def test_the_progress_line_says_the_money_spent_and_forecast_at_the_measured_pac
     assert forecast == pytest.approx(spent + 7 * 1800 * 2 * 3 / 3600)
     assert "| $4.50 spent, ~$25.50 at the end" in progress.line(trials)
     assert "spent" not in SweepProgress("val_acc", "max", total=4, max_epochs=2).line(trials)  # no price, no money
+    assert "budget" not in progress.line(trials)
+    # with a budget of 3 GPU-hours: 1.5 spent is half of it
+    budgeted = SweepProgress("val_acc", "max", total=4, max_epochs=2, price_per_hour=3.0, units=2, hours_before=0.5,
+                             budget_hours=3.0)
+    budgeted.on_result("a", {"epoch": 1, "val_acc": 0.5, "epoch_time_s": 1800.0})
+    assert budgeted.line(trials).endswith("| 50% of the budget")
 
 @pytest.mark.slow
 def test_status_watch_refreshes_until_every_planned_trial_has_ended(crashed_run, tmp_path):

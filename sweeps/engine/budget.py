@@ -76,8 +76,8 @@ class BudgetEnd(Callback):
         self.ended = False  # True once it ended the sweep: the summary says so
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
-        if self.ended or not self.budget.limit:
-            return
+        if self.ended or not self.budget.limit or self.budget.running:
+            return  # the ledger knows a trial runs: every trial is read only when none does
         statuses = [t.status for t in trials]
         if Trial.RUNNING in statuses or Trial.PENDING in statuses:
             return  # what runs may end (freeing its commitment) or pause; what waits starts
