@@ -220,11 +220,15 @@ def cam_rows(rows: list[list[tuple[np.ndarray, str]]], path: Path) -> Path:
 
 
 def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, path: Path) -> Path:
-    """Every trial a dot at (x, y), the Pareto front's trials joined and labelled."""
+    """Every trial a dot at (x, y), the Pareto front's trials joined and labelled (hollow: stopped early)."""
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter(points[x], points[y], s=22, color="0.6", label="trial")
     line = front.sort_values(x)
     ax.plot(line[x], line[y], marker="o", color="tab:red", label="Pareto front")
+    early = line[line["stopped_early"].astype(bool)] if "stopped_early" in line else line.iloc[:0]
+    if not early.empty:  # hollow: what it reached before ASHA stopped it
+        ax.scatter(early[x], early[y], s=60, facecolors="white", edgecolors="tab:red", zorder=3,
+                   label="on the front, stopped early")
     for _, row in line.iterrows():
         ax.annotate(str(row["trial_id"]), (row[x], row[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(BY_NAME[x].label if x in BY_NAME else x)

@@ -206,12 +206,18 @@ def pareto_section(c: Context) -> list[str]:
     x, y = list(objectives)[1], list(objectives)[0]  # the cost across, the metric up
     plots.pareto(scored, front, x, y, out / "pareto.png")
     names = ", ".join(f"`{k}` ({v})" for k, v in objectives.items())
-    columns = ["trial_id", "status", "epochs_trained", *objectives, *run.search_keys]
+    front = front.assign(stopped_at=[f"epoch {int(n)}" if early else "" for n, early
+                                     in zip(front["epochs_trained"], front["stopped_early"])])
+    columns = ["trial_id", "status", "epochs_trained", "stopped_at", *objectives, *run.search_keys]
     table = front.sort_values(x, kind="stable")[list(dict.fromkeys(columns))]
+    early = front[front["stopped_early"].astype(bool)]
+    stops = (f"{len(early)} of the front's {len(front)} were stopped early, at the rung in `stopped_at` (hollow in "
+             f"the picture): they are there with what they reached before." if len(early) else
+             "Every trial on the front trained to its last epoch.")
     return ["## Pareto front", "",
             f"Objectives {names}: {len(front)} of {len(scored)} trials are on the front (no other trial is at "
-            f"least as good on every objective and better on one). `{y}` is each trial's best epoch; trials "
-            f"stopped early by ASHA are there with what they reached before they were stopped.", "",
+            f"least as good on every objective and better on one). `{y}` is each trial's best epoch. Early "
+            f"stopping: {run.plan.stopping_rule}. {stops}", "",
             "![pareto front](pareto.png)", "", _md_table(table), ""]
 
 

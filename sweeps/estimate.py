@@ -146,7 +146,7 @@ def gpu_speed(gpu: str) -> Speed:
 def asha_share(plan: SweepPlan, draws: int = 200) -> tuple[float, float, float]:
     """ASHA's share of the epochs of every trial to the end, for `plan`'s trials, rungs and
     concurrency (1.0 without early stopping): median, 10th and 90th percentile of `draws` replays
-    over curves of random quality."""
+    over curves of random quality (and, where ASHA ranks several objectives, random costs)."""
     if not plan.early_stopping or plan.max_epochs <= plan.grace_period:
         return 1.0, 1.0, 1.0
     import numpy as np
@@ -155,11 +155,15 @@ def asha_share(plan: SweepPlan, draws: int = 200) -> tuple[float, float, float]:
 
     rng = np.random.default_rng(plan.seed)
     concurrency = plan.concurrency or min(plan.trials, 8)  # as resources allow: cluster.yaml's 8 workers at most
+    others = list(plan.objectives.values())[1:] if plan.pareto_stopping else []
     shares = []
     for _ in range(draws):
         quality = rng.random(plan.trials)
-        curves = [Curve([q * (1 - 0.5 ** e) for e in range(1, plan.max_epochs + 1)]) for q in quality]
-        shares.append(replay(curves, concurrency, plan.grace_period, plan.reduction_factor, "max").share)
+        costs = rng.random((plan.trials, len(others)))
+        curves = [Curve([q * (1 - 0.5 ** e) for e in range(1, plan.max_epochs + 1)],
+                        others=[[c] * plan.max_epochs for c in cost]) for q, cost in zip(quality, costs)]
+        shares.append(replay(curves, concurrency, plan.grace_period, plan.reduction_factor, "max",
+                             objectives=["max", *others] if others else ()).share)
     return float(np.median(shares)), float(np.percentile(shares, 10)), float(np.percentile(shares, 90))
 
 
@@ -189,8 +193,8 @@ _MADE: dict[str, Estimate] = {}
 def plan_estimate(plan: SweepPlan) -> Estimate:
     """`estimate` on the plan's own instance type's GPU (an A100's speed where none is known)."""
     key = json.dumps([plan.train, plan.trials, plan.gpu, plan.cpu, plan.instance, plan.early_stopping,
-                      plan.grace_period, plan.reduction_factor, plan.concurrency, plan.seed], sort_keys=True,
-                     default=str)
+                      plan.pareto_stopping, plan.grace_period, plan.reduction_factor, plan.concurrency, plan.seed],
+                     sort_keys=True, default=str)
     if key not in _MADE:
         chosen = INSTANCES.get(plan.instance)
         _MADE[key] = estimate(plan, chosen.gpu if chosen and plan.gpu > 0 else None)
@@ -212,7 +216,8 @@ def describe_cost(plan: SweepPlan, est: Estimate) -> list[str]:
              f"{est.speed.source}); + ~{est.trial_s:.3g} s per trial (its start, {test:,} test images)"]
     if plan.early_stopping:
         lines.append(f"  {unit:<16}at most {most:.3g} (every trial to the end); expected {expected:.3g} "
-                     f"(ASHA trains ~{median:.0%} of the epochs, {low:.0%}-{high:.0%} in 200 replays)")
+                     f"({'multi-objective ' * plan.pareto_stopping}ASHA trains ~{median:.0%} of the epochs, "
+                     f"{low:.0%}-{high:.0%} in 200 replays)")
     else:
         lines.append(f"  {unit:<16}{most:.3g} (no early stopping: every trial to the end)")
     if plan.price_source == "--price-per-hour":

@@ -83,7 +83,7 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
                      name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
                      created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
                      wandb=p.wandb if wandb is None else wandb, objectives=dict(p.objectives),
-                     early_stopping=early_stopping, setting=setting)
+                     early_stopping=early_stopping, early_stopping_by=p.early_stopping, setting=setting)
     worker = find_worker() if gpu > 0 else None  # a CPU sweep's trials are not on the cluster's GPU workers
     instance = instance or (worker.instance if worker and worker.instance in INSTANCES else "")
     price, source = plan_price(instance, price_per_hour or p.price_per_hour or None, worker)
@@ -141,12 +141,11 @@ def describe_plan(plan: SweepPlan) -> str:
         f"  run folder      {plan.path}",
         f"  trials          {plan.trials} ({plan.search_setting.label}, seed {plan.seed}; "
         + ("the earlier sweep's best first)" if plan.warm_start else "the preset's initial configuration first)"),
-        f"  epochs          at most {plan.max_epochs} per trial, {epochs_at_most} in all; "
-        + (f"ASHA grace period {plan.grace_period}, reduction factor {plan.reduction_factor:g}"
-           if plan.early_stopping else "no early stopping: every trial trains them all"),
+        f"  epochs          at most {plan.max_epochs} per trial, {epochs_at_most} in all",
+        f"  early stopping  {plan.stopping_rule}",
         f"  metric          {plan.metric} ({plan.mode})" + (
             "; objectives " + ", ".join(f"{k} ({v})" for k, v in plan.objectives.items())
-            + ": a Pareto front, ASHA ranking on the first" if plan.objectives else ""),
+            + ": a Pareto front" if plan.objectives else ""),
         f"  resources       {plan.gpu:g} GPU and {plan.cpu:g} CPU per trial; concurrency "
         f"{plan.concurrency or 'as resources allow'}",
         f"  model           {plan.train['model']} ({gflops:.3g} GFLOPs/image at {plan.train['image_size']}px) "

@@ -11,6 +11,8 @@
       lr: 0.01
     sweep:      # trials, grace_period, reduction_factor, metric, mode, concurrency,
                 # objectives: {val_acc: max, latency_ms: min} (two or more; the first is the metric),
+                # early_stopping: all-objectives (several objectives: ASHA ranks every one, the default)
+                # | first-objective (ASHA ranks the first alone),
                 # budget: 25usd | 6gpu-h (never passed: sweeps/budget.py), price_per_hour: USD per GPU-hour
       trials: 16
     resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
@@ -36,12 +38,13 @@ import yaml
 from sweeps.budget import BudgetLimit
 from sweeps.errors import SweepError
 from sweeps.search import DISTRIBUTIONS, Param
+from sweeps.stopping import ALL_OBJECTIVES, RULES
 from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
 from trainer.metrics import OBJECTIVES, RANKED
 
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
 SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
-              "concurrency": int, "budget": str, "price_per_hour": float}
+              "concurrency": int, "budget": str, "price_per_hour": float, "early_stopping": str}
 RESOURCE_KEYS = {"gpu": float, "cpu": float}
 TRACKING_KEYS = {"mlflow": str, "wandb": str}
 
@@ -72,6 +75,8 @@ class Preset:
     # name -> max | min: two or more objectives make the search multi-objective (Optuna's
     # multi-objective TPE); the first is also `metric`, the one ASHA ranks epochs by. {}: one metric
     objectives: dict[str, str] = field(default_factory=dict)
+    # with objectives, what ASHA ranks at a rung: all-objectives (sweeps.stopping) | first-objective
+    early_stopping: str = ALL_OBJECTIVES
     budget: str = ""  # the sweep's limit, "25usd" or "6gpu-h" (sweeps.budget); "": none
     price_per_hour: float = 0.0  # the user's USD per GPU-hour (per CPU-hour for CPU trials); 0: the table's
     raw: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +99,7 @@ class Preset:
             "sweep": {"trials": self.trials, "grace_period": self.grace_period,
                       "reduction_factor": self.reduction_factor, "metric": self.metric, "mode": self.mode,
                       "concurrency": self.concurrency, **({"objectives": self.objectives} if self.objectives else {}),
+                      **({"early_stopping": self.early_stopping} if self.early_stopping != ALL_OBJECTIVES else {}),
                       **({"budget": self.budget} if self.budget else {}),
                       **({"price_per_hour": self.price_per_hour} if self.price_per_hour else {})},
             "resources": {"gpu": self.gpu, "cpu": self.cpu},
@@ -225,6 +231,11 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
             if key not in schema:
                 raise PresetError(f"{path}: unknown key {section}.{key}; allowed: {', '.join(schema)}")
             kind = schema[key]
+            if section == "sweep" and key == "early_stopping" and (value not in RULES or not sweep["objectives"]):
+                raise PresetError(f"{path}: sweep.early_stopping={value!r}: " + (
+                    f"allowed: {', '.join(RULES)} (none at all: `sweep run --no-early-stopping`)"
+                    if value not in RULES else "it chooses how several objectives are ranked, and this preset "
+                    "has one metric; leave it out"))
             if section == "sweep" and key == "budget" and isinstance(value, (int, float)):
                 raise PresetError(f"{path}: sweep.budget={value!r}: give its unit too, as 25usd, 6gpu-h or 2cpu-h")
             if kind is str:

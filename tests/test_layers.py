@@ -14,7 +14,7 @@ PACKAGES = ("trainer", "sweeps", "analysis")
 LAYERS = [
     ("trainer",),  # pure PyTorch: one training run
     ("sweeps.errors",),  # the errors a user can fix
-    ("sweeps.search", "sweeps.nsga2", "sweeps.prices", "sweeps.budget"),  # parameters, search, prices, budgets
+    ("sweeps.search", "sweeps.nsga2", "sweeps.stopping", "sweeps.prices", "sweeps.budget"),  # search, stopping, money
     ("sweeps.presets",),  # the preset format
     ("sweeps.runfolder",),  # the run folder: storage, names, the frozen plan, results, reading a run
     ("sweeps.planner", "sweeps.estimate", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # on the run folder

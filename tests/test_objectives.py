@@ -1,6 +1,8 @@
 """Sweeps of two objectives: preset validation, the Pareto front (a hand-counted case), and a real
 sweep of the digits trading accuracy against compute, ending with a front in its report."""
 
+import math
+
 import pandas as pd
 import pytest
 from conftest import preset
@@ -42,8 +44,9 @@ def test_the_shipped_pareto_preset_searches_three_resnets():
 
 @pytest.mark.slow
 def test_a_two_objective_sweep_ends_with_a_pareto_front(tmp_path):
+    # one at a time: the rungs see the trials in the order they started, which the replay below can follow
     path = preset(tmp_path, trials=6, epochs=2, search={"width": {"choice": [4, 8, 32]}}, initial={"width": 8},
-                  sweep={"objectives": {"val_acc": "max", "gflops": "min"}})
+                  sweep={"objectives": {"val_acc": "max", "gflops": "min"}, "concurrency": 1})
     runs = tmp_path / "runs"
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(runs), "--name", "mo", "--seed", "1"])
     assert result.exit_code == 0, result.output
@@ -53,6 +56,19 @@ def test_a_two_objective_sweep_ends_with_a_pareto_front(tmp_path):
     run = load_run(str(runs / "mo"))
     assert run.plan.objectives == {"val_acc": "max", "gflops": "min"}
     assert run.trials["gflops"].notna().all() and run.trials["params"].notna().all()
+    # multi-objective ASHA by default: the same rule replayed over the run's own epochs stops the same trials
+    assert run.plan.pareto_stopping
+    from sweeps.sim.asha import Curve, asha
+
+    curves = []
+    for _, trial in run.trials.sort_values("trial_index").iterrows():
+        rows = run.history[run.history["trial_id"] == trial["trial_id"]].sort_values("epoch")
+        pad = [math.nan] * (run.max_epochs - len(rows))
+        curves.append(Curve(list(rows["val_acc"]) + pad, others=[list(rows["gflops"]) + pad]))
+    queue = iter(curves)
+    replayed = asha(lambda: next(queue, None), 1, run.plan.grace_period, run.plan.reduction_factor, run.max_epochs,
+                    objectives=["max", "min"])
+    assert replayed == list(run.trials.sort_values("trial_index")["epochs_trained"]), run.trials
     report = write_report(str(runs / "mo"), tmp_path / "report").read_text()
     section = report[report.index("## Pareto front"):report.index("## Learning curves")]
     assert "Objectives `val_acc` (max), `gflops` (min)" in section  # in the preset's order: val_acc first
@@ -60,6 +76,13 @@ def test_a_two_objective_sweep_ends_with_a_pareto_front(tmp_path):
     # the cheapest trial and the most accurate one differ (compute, not a timed latency: the same every run)
     assert len(rows) >= 2, section
     assert (tmp_path / "report" / "pareto.png").stat().st_size > 1000
+    assert "Early stopping: multi-objective ASHA (grace period 1, reduction factor 2)" in section
+    front = pareto_front(run.scored, run.plan.objectives)
+    early = front[front["stopped_early"]]
+    assert (f"{len(early)} of the front's {len(front)} were stopped early" if len(early)
+            else "Every trial on the front trained to its last epoch.") in section
+    for _, member in early.iterrows():  # each with the rung it was stopped at
+        assert f"| {member['trial_id']} | TERMINATED | {member['epochs_trained']} | epoch " in section
     refused = CliRunner().invoke(app, ["run", path, "--dry-run", "--warm-start", str(runs / "mo")])
     assert refused.exit_code == 2 and "a sweep of several objectives starts from nothing" in refused.output
 

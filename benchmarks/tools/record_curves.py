@@ -3,7 +3,8 @@ space, drawn at random (the preset's initial configuration first), each trained 
 epoch once, with no early stopping and no Ray: the trainer alone, `--workers` processes of
 one thread each. Writes the curves file that `sweep simulate --curves` and
 `benchmarks/search_settings.py` read: per configuration its parameters, validation metric per
-epoch, seconds per epoch and the test accuracy of the last epoch.
+epoch, seconds per epoch and the test accuracy of the last epoch; for a preset of several objectives, each other
+objective per epoch too (the model's cost, measured with the first epoch, at every epoch).
 
     python benchmarks/tools/record_curves.py quickstart --configs 256 --out benchmarks/data/quickstart_curves.json
     python benchmarks/tools/record_curves.py quickstart --configs 200 --data-dir DIR --set dataset=imagefolder ...
@@ -27,13 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 _DATA: dict = {}
 
 
-def _train_one(job: tuple[int, dict, dict, str]) -> dict:
-    index, params, base, metric = job
+def _train_one(job: tuple[int, dict, dict, str, list[str]]) -> dict:
+    index, params, base, metric, others = job
     import torch
 
     from trainer.config import from_dict
     from trainer.datasets import data_key, load_data
     from trainer.loop import train
+    from trainer.metrics import COST
 
     torch.set_num_threads(1)
     config = from_dict({**params, "seed": index}, base=from_dict(base))
@@ -42,18 +44,23 @@ def _train_one(job: tuple[int, dict, dict, str]) -> dict:
         _DATA.clear()
         _DATA[key] = load_data(config)
     values, seconds = [], []
+    objectives: dict[str, list[float]] = {name: [] for name in others}
+    cost: dict[str, float] = {}  # the model's cost comes with the first epoch only: it holds for every epoch
 
     def report(metrics: dict, save) -> None:
         values.append(float(metrics[metric]))
         seconds.append(float(metrics["epoch_time_s"]))
+        cost.update({k: float(metrics[k]) for k in COST if k in metrics})
+        for name in others:
+            objectives[name].append(float(metrics[name]) if name in metrics else cost[name])
 
     started = time.perf_counter()
     try:
         last = train(config, report=report, data=_DATA[key])
     except Exception as err:  # noqa: BLE001 - a diverged or failed configuration is recorded as such
         return {"index": index, "params": params, "values": values, "seconds": seconds, "test_acc": None,
-                "error": f"{type(err).__name__}: {err}"[:200]}
-    return {"index": index, "params": params, "values": values, "seconds": seconds,
+                "objectives": objectives, "error": f"{type(err).__name__}: {err}"[:200]}
+    return {"index": index, "params": params, "values": values, "seconds": seconds, "objectives": objectives,
             "test_acc": float(last["test_acc"]) if "test_acc" in last else None,
             "wall_s": time.perf_counter() - started}
 
@@ -104,13 +111,15 @@ def main() -> None:
             "grace_period": args.grace_period or plan.grace_period,
             "reduction_factor": args.reduction_factor or plan.reduction_factor,
             "concurrency": args.concurrency or preset.concurrency or 2, "trials": preset.trials,
+            **({"objectives": plan.objectives} if plan.objectives else {}),
             "machine": f"{os.cpu_count()} CPU cores, 1 thread per configuration"}
     records: list[dict] = []
     if args.resume and out.exists():
         records = json.loads(out.read_text())["configs"]
     done = {r["index"] for r in records}
     configs = draw_configs(search, plan.initial, args.configs, args.seed)
-    jobs = [(i, c, plan.train, plan.metric) for i, c in enumerate(configs) if i not in done]
+    others = [name for name in plan.objectives if name != plan.metric]  # recorded per epoch beside the metric
+    jobs = [(i, c, plan.train, plan.metric, others) for i, c in enumerate(configs) if i not in done]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for record in pool.imap_unordered(_train_one, jobs):

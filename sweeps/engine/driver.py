@@ -33,7 +33,7 @@ from sweeps.engine.budget import BudgetEnd, BudgetGate, attach
 from sweeps.engine.cluster import Cluster, check_reachable, find_cluster
 from sweeps.engine.progress import LiveProgress
 from sweeps.engine.reclaim import only_the_trials_own_failures_counted
-from sweeps.engine.schedulers import SnapshottingASHA, SnapshottingFIFO
+from sweeps.engine.schedulers import SnapshottingASHA, SnapshottingFIFO, SnapshottingParetoASHA
 from sweeps.engine.tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from sweeps.engine.trial import run_trial
 from sweeps.errors import SweepError
@@ -178,6 +178,18 @@ def make_searcher(plan: SweepPlan, concurrency: int, budget: Ledger | None = Non
     return ConcurrencyLimiter(BudgetGate(searcher, budget), max_concurrent=concurrency)
 
 
+def make_scheduler(plan: SweepPlan) -> SnapshottingASHA | SnapshottingParetoASHA | SnapshottingFIFO:
+    """The plan's early stopping (`plan.stopping_rule`). Rungs count `epoch`, which a trial resumed
+    from its own checkpoint reports truly (Tune's training_iteration starts again at 1 there)."""
+    if not plan.early_stopping:
+        return SnapshottingFIFO()
+    if plan.pareto_stopping:
+        return SnapshottingParetoASHA(plan.objectives, time_attr="epoch", max_t=plan.max_epochs,
+                                      grace_period=plan.grace_period, reduction_factor=plan.reduction_factor)
+    return SnapshottingASHA(time_attr="epoch", max_t=plan.max_epochs, grace_period=plan.grace_period,
+                            reduction_factor=plan.reduction_factor)
+
+
 def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, resume: bool = False,
               reuse_actors: bool = True, trackers: bool = True, budget: str | None = None) -> SweepSummary:
     """Run (or resume) the sweep of `plan` on the cluster `find_cluster(address, local)` picks;
@@ -291,11 +303,7 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             config = restored._tune_config
             config.search_alg = attach(config.search_alg, config.scheduler, budget)
         else:
-            # rungs by `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
-            # training_iteration starts again at 1 in a restarted trial)
-            scheduler = SnapshottingASHA(time_attr="epoch", max_t=plan.max_epochs, grace_period=plan.grace_period,
-                                         reduction_factor=plan.reduction_factor) \
-                if plan.early_stopping else SnapshottingFIFO()
+            scheduler = make_scheduler(plan)
             scheduler.budget = budget
             tuner = Tuner(
                 trainable,

@@ -1,7 +1,10 @@
-"""Tune's schedulers as a sweep uses them: ASHA (or FIFO, every trial to the end) that
-snapshot the sweep as soon as a trial is added (sweeps.engine.archive), keep the sweep's
-budget (sweeps.budget: a trial pauses after its epoch once the budget is reached), and ASHA
-that, on a resume, learns the epochs of the trials that had already finished."""
+"""Tune's schedulers as a sweep uses them: ASHA on the metric, multi-objective ASHA
+(sweeps.stopping: every objective at each rung) or FIFO (every trial to the end), that snapshot
+the sweep as soon as a trial is added (sweeps.engine.archive), keep the sweep's budget
+(sweeps.budget: a trial pauses after its epoch once the budget is reached), and, for the ASHAs,
+learn on a resume the epochs of the trials that had already finished (Tune keeps no scheduler
+state, and a resumed sweep would otherwise judge its later trials against the unfinished ones
+alone)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from sweeps.budget import Ledger
 from sweeps.engine.archive import SNAPSHOT_SPACING, write_archive
 from sweeps.runfolder.layout import result_file
 from sweeps.runfolder.results import parse_results
+from sweeps.stopping import ParetoRungs, rungs
+from trainer.metrics import sign
 
 
 def _stored_results(trial) -> list[dict]:
@@ -95,18 +100,63 @@ class _Budgeted:
         return super().choose_trial_to_run(tune_controller)
 
 
-class SnapshottingASHA(_Budgeted, _SnapshotNewTrials, ASHAScheduler):
-    """ASHA that, on a resume, learns the epochs of the trials that had finished: Tune keeps
-    no scheduler state, and a resumed sweep would otherwise judge its later trials against
-    the unfinished ones alone."""
+class ParetoASHA(FIFOScheduler):
+    """Multi-objective ASHA (one bracket): at each rung a trial goes on if it is among the best
+    1/reduction-factor of the trials that reached the rung, ranked over every objective by
+    sweeps.stopping's rule. Rungs count `time_attr` (the epoch), as Ray's ASHAScheduler's do."""
+
+    def __init__(self, objectives: dict[str, str], time_attr: str, max_t: int, grace_period: int,
+                 reduction_factor: float):
+        super().__init__()
+        self._objectives = list(objectives)
+        self._time_attr, self._max_t = time_attr, max_t
+        self.rungs = ParetoRungs(rungs(grace_period, reduction_factor, max_t), reduction_factor,
+                                 [sign(mode) for mode in objectives.values()])
+
+    def _record(self, trial, result: dict, judge: bool) -> str:
+        if self._time_attr not in result or any(result.get(k) is None for k in self._objectives):
+            return TrialScheduler.CONTINUE
+        epoch = int(result[self._time_attr])
+        if epoch >= self._max_t:
+            return TrialScheduler.STOP  # as Ray's ASHA: the last epoch is not judged
+        values = [float(result[k]) for k in self._objectives]
+        return TrialScheduler.STOP if self.rungs.on_result(trial.trial_id, epoch, values, judge) \
+            else TrialScheduler.CONTINUE
+
+    def on_trial_result(self, tune_controller, trial, result):
+        # a restarted trial replays the epochs it had trained: they were judged then
+        return self._record(trial, result, judge=not result.get("replayed"))
+
+    def debug_string(self) -> str:
+        return f"multi-objective ASHA over {', '.join(self._objectives)}"
+
+
+class _LearnFinished:
+    """On a resume, feed the scheduler the stored epochs of each trial that had finished."""
 
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
         if trial.status != "TERMINATED":
             return
         for row in _stored_results(trial):
-            if self._time_attr in row and self._metric in row:
-                ASHAScheduler.on_trial_result(self, tune_controller, trial, row)
+            self._learn(tune_controller, trial, row)
+
+    def _learn(self, tune_controller, trial, row: dict) -> None:
+        raise NotImplementedError  # each scheduler records a stored epoch its own way
+
+
+class SnapshottingASHA(_Budgeted, _SnapshotNewTrials, _LearnFinished, ASHAScheduler):
+    """Ray's ASHA on the metric."""
+
+    def _learn(self, tune_controller, trial, row: dict) -> None:
+        if self._time_attr in row and self._metric in row:
+            ASHAScheduler.on_trial_result(self, tune_controller, trial, row)
+
+
+class SnapshottingParetoASHA(_Budgeted, _SnapshotNewTrials, _LearnFinished, ParetoASHA):
+    def _learn(self, tune_controller, trial, row: dict) -> None:
+        self._record(trial, row, judge=False)
+
 
 class SnapshottingFIFO(_Budgeted, _SnapshotNewTrials, FIFOScheduler):
     pass

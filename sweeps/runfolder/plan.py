@@ -25,6 +25,7 @@ from sweeps.runfolder.storage import (
     write_text,
 )
 from sweeps.search import OLD_SAMPLERS, OLD_SETTINGS, SETTINGS, Param, Setting, default_setting, setting_named
+from sweeps.stopping import ALL_OBJECTIVES, FIRST_OBJECTIVE
 from trainer.config import TrainConfig, from_dict
 
 
@@ -89,6 +90,10 @@ class SweepPlan:
     warm_start: WarmStart | None = None
     # name -> max | min when the search has two or more objectives (the first is `metric`); {}: one
     objectives: dict[str, str] = field(default_factory=dict)
+    # what ASHA ranks trials by at a rung where there are objectives: every one of them
+    # ("all-objectives", sweeps.stopping) or the first alone ("first-objective", Ray's ASHA; what
+    # plans from before this field ran)
+    early_stopping_by: str = FIRST_OBJECTIVE
     # what its compute costs: the instance type its trials run on (a key of sweeps.prices.INSTANCES;
     # "": not known), the price of a GPU-hour (a CPU-hour for CPU trials) its money is counted at
     # (0: none known) and where that price comes from (sweeps.prices.plan_price)
@@ -118,6 +123,22 @@ class SweepPlan:
     def amount(self, hours: float) -> str:
         """Unit-hours as the plan's money where it has a price ("$0.021"), else as hours ("0.021 CPU-hours")."""
         return usd(hours * self.price_per_hour) if self.price_per_hour else f"{hours:.3g} {self.unit}"
+
+    @property
+    def pareto_stopping(self) -> bool:
+        """Whether ASHA ranks every objective at a rung (sweeps.stopping), not the metric alone."""
+        return self.early_stopping and len(self.objectives) > 1 and self.early_stopping_by == ALL_OBJECTIVES
+
+    @property
+    def stopping_rule(self) -> str:
+        """The early-stopping rule in words, as `--dry-run` and the report name it."""
+        if not self.early_stopping:
+            return "no early stopping: every trial trains them all"
+        asha = f"grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"
+        if self.pareto_stopping:
+            return (f"multi-objective ASHA ({asha}): at each rung the best 1/{self.reduction_factor:g} by "
+                    f"non-dominated sorting over {', '.join(self.objectives)} (crowding distance within a front)")
+        return f"ASHA on {self.metric} ({asha})"
 
     @property
     def search_setting(self) -> Setting:
