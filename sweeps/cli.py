@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +18,7 @@ from sweeps.presets import Preset, load_preset, preset_names
 from sweeps.prices import usd
 from sweeps.runfolder.layout import enclosing_run
 from sweeps.runfolder.storage import check_writable
+from sweeps.stopping import ALL_OBJECTIVES, FIRST_OBJECTIVE
 from trainer.config import KEYS, TrainConfig, apply_overrides, from_dict
 from trainer.metrics import EPOCH_METRICS
 
@@ -27,6 +29,11 @@ app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   cls=OneLineErrors)
 
+
+class EarlyStopping(str, Enum):
+    """What ASHA ranks at a rung where there are several objectives (sweeps.stopping)."""
+    all_objectives = ALL_OBJECTIVES
+    first_objective = FIRST_OBJECTIVE
 
 
 @app.callback()
@@ -292,16 +299,20 @@ def simulate(
                                                         min=1)] = None,
     reduction_factor: Annotated[float | None, typer.Option(
         help="ASHA's reduction factor (the preset's by default).", min=1.5)] = None,
+    early_stopping: Annotated[EarlyStopping, typer.Option(
+        help="With two objectives recorded: what ASHA ranks at a rung.")] = EarlyStopping.all_objectives,
 ) -> None:
     """Try search settings on recorded learning curves, in seconds and without training.
 
     Optuna's own samplers propose configurations; each is answered by the recorded curve of
     the nearest configuration, and ASHA stops trials as it would in a sweep. Prints, per
     setting and budget, the median and 10th percentile over seeds of the best trial's test
-    accuracy, its mean, and the epochs spent. Settings: resweep (the default: quasi-random Sobol
-    points after the preset's initial configuration), tpe-defaults (Optuna's: 10 random trials, no constant
-    liar, no initial configuration), tpe-quarter (TPE after a random quarter of the trials, constant
-    liar, the initial configuration first) and its variants tpe-no-liar, tpe-no-initial, tpe-startup-2,
+    accuracy, its mean, and the epochs spent; for a recording of two objectives, also the
+    hypervolume of the front each sweep ends with (median, 10th percentile). Settings: resweep
+    (the default: quasi-random Sobol points after the preset's initial configuration),
+    tpe-defaults (Optuna's: 10 random trials, no constant liar, no initial configuration),
+    tpe-quarter (TPE after a random quarter of the trials, constant liar, the initial
+    configuration first) and its variants tpe-no-liar, tpe-no-initial, tpe-startup-2,
     tpe-startup-10, random, random-initial (the initial configuration first), qmc (no initial configuration)."""
     from sweeps.search import SETTINGS
     from sweeps.sim.simulate import compare, load_recording
@@ -315,14 +326,21 @@ def simulate(
             raise SweepError(f"{len(recording.configs)} recorded configurations are too few for "
                              f"{max(trials or [0])} trials; record more or ask for fewer")
         chosen = [SETTINGS[name] for name in settings] if settings else list(SETTINGS.values())
+        pareto = len(recording.objectives) > 1
+        rule = "multi-objective ASHA" if early_stopping == EarlyStopping.all_objectives \
+            else f"ASHA on {recording.metric}"
+        ranked = (f"objectives {', '.join(f'{k} ({v})' for k, v in recording.objectives.items())}; {rule}" if pareto
+                  else f"metric {recording.metric} ({recording.mode}); ASHA")
         typer.echo(f"{recording.source}: {len(recording.configs)} configurations of {recording.max_epochs} epochs, "
-                   f"metric {recording.metric} ({recording.mode}); ASHA grace "
-                   f"{grace_period or recording.grace_period}, reduction "
+                   f"{ranked}, grace {grace_period or recording.grace_period}, reduction "
                    f"{reduction_factor or recording.reduction_factor:g}, "
                    f"{concurrency or recording.concurrency} at a time")
         summaries = compare(recording, chosen, trials or [8, 20, 50], seeds, concurrency=concurrency,
-                            grace_period=grace_period, reduction_factor=reduction_factor)
+                            grace_period=grace_period, reduction_factor=reduction_factor,
+                            rank_all=early_stopping == EarlyStopping.all_objectives)
     header = ["setting", "trials", "seeds", "median test", "p10 test", "mean test", "median epochs"]
+    if len(recording.objectives) == 2:
+        header += ["median hypervolume", "p10 hypervolume"]
     rows = [s.row() for s in summaries]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     typer.echo(_format_row(header, widths))

@@ -238,3 +238,49 @@ def test_a_plan_of_an_older_version_names_its_sampler_and_is_read_as_its_setting
     with pytest.raises(SweepError, match="no search setting 'tpe'"):  # the old name: only plan files map it
         make_plan(load_preset(preset(tmp_path, trials=8)), overrides=[], samples=None, concurrency=2, gpus=None,
                   cpus=None, storage=str(tmp_path / "runs"), name="bad", seed=3, setting="tpe")
+
+
+def test_two_objectives_rank_both_at_the_rungs_and_score_the_front(tmp_path):
+    from dataclasses import replace
+
+    from sweeps.sim.asha import Hypervolume, asha, pareto_points, trial_point
+
+    # the last configuration is the least accurate at every epoch, and the cheapest
+    costs = [400.0, 300.0, 200.0, 100.0]
+    configs = [replace(c, others=[[cost] * 4]) for c, cost in zip(CONFIGS, costs)]
+    objectives = {"val_acc": "max", "params": "min"}
+    rec = Recording(SEARCH, {}, "val_acc", "max", 4, 1, 2.0, 1, configs, objectives=objectives)
+    volume = Hypervolume([rec.curve(i) for i in range(4)], ["max", "min"])
+    for rank_all in (True, False):
+        cheapest_first_time = []
+        for seed in range(6):
+            result = simulate(rec, SETTINGS["random"], 4, seed, rank_all=rank_all)
+            queue = iter([rec.curve(i) for i in result.trials])
+            trained = asha(lambda q=queue: next(q, None), 1, 1, 2.0, 4,
+                           objectives=["max", "min"] if rank_all else ())
+            assert result.epochs == sum(trained)
+            points = [trial_point(rec.curve(c), n, "max") for c, n in zip(result.trials, trained)]
+            assert result.hypervolume == pytest.approx(volume(pareto_points(points, ["max", "min"])))
+            if 3 in result.trials and result.trials.index(3) > 0:  # it met another trial at the rung
+                cheapest_first_time.append(trained[result.trials.index(3)])
+        assert cheapest_first_time
+        if rank_all:  # never stopped: the best of its rung on one objective
+            assert all(n == 4 for n in cheapest_first_time), cheapest_first_time
+        else:  # ranked on accuracy alone, it is stopped at the first rung behind any other trial
+            assert all(n == 1 for n in cheapest_first_time), cheapest_first_time
+
+    path = tmp_path / "curves.json"
+    meta = {"metric": "val_acc", "mode": "max", "max_epochs": 4, "search": SEARCH, "initial": {},
+            "grace_period": 1, "reduction_factor": 2, "concurrency": 1, "objectives": objectives}
+    path.write_text(json.dumps({"meta": meta, "configs": [
+        {"params": c.params, "values": c.values, "seconds": c.seconds, "test_acc": c.test_acc,
+         "objectives": {"params": c.others[0]}} for c in configs]}))
+    assert load_recording(str(path)).curve(3).others == [[100.0] * 4]
+    for rule, named in (("all-objectives", "multi-objective ASHA"), ("first-objective", "ASHA on val_acc")):
+        out = CliRunner().invoke(app, ["simulate", str(path), "--trials", "4", "--seeds", "3", "--setting", "random",
+                                       "--early-stopping", rule])
+        assert out.exit_code == 0, out.output
+        lines = out.output.strip().splitlines()
+        assert f"objectives val_acc (max), params (min); {named}" in lines[0]
+        assert lines[1].split()[-4:] == ["median", "hypervolume", "p10", "hypervolume"]
+        assert float(lines[2].split()[-2]) > 0

@@ -27,7 +27,7 @@ import numpy as np
 from sweeps.stopping import ParetoRungs, rungs
 from trainer.metrics import sign as metric_sign
 
-__all__ = ["Curve", "ReplayResult", "asha", "many_orders", "replay", "rungs", "trial_point"]
+__all__ = ["Curve", "Hypervolume", "ReplayResult", "asha", "many_orders", "replay", "rungs", "trial_point"]
 
 
 @dataclass
@@ -120,6 +120,35 @@ def pareto_points(points: list[list[float]], objectives: Sequence[str]) -> list[
     signed = np.array(points, dtype=float) * np.array([metric_sign(m) for m in objectives])
     return [p for p, mine in zip(points, signed)
             if not any((other >= mine).all() and (other > mine).any() for other in signed)]
+
+
+class Hypervolume:
+    """The hypervolume of two-objective fronts [(metric, cost)]: the area of the plane a front
+    dominates, up to one reference point for every front of a recording (the worst value of the
+    metric over every epoch of `curves`, and a little past their worst cost); the cost on a log10
+    scale where it spans more than 20x, as parameters do."""
+
+    def __init__(self, curves: Sequence[Curve], modes: Sequence[str]):
+        self.signs = [metric_sign(m) for m in modes]
+        costs = np.array([c.others[0][0] for c in curves], dtype=float)
+        self.log = bool((costs > 0).all() and costs.max() / costs.min() > 20)
+        metric = np.array([v for c in curves for v in c.values], dtype=float) * self.signs[0]
+        cost = self._cost(costs)
+        self.ref = (float(np.nanmin(metric)), float(cost.min() - 0.05 * ((cost.max() - cost.min()) or 1.0)))
+
+    def _cost(self, cost):
+        cost = np.asarray(cost, dtype=float)
+        return self.signs[1] * (np.log10(cost) if self.log else cost)
+
+    def __call__(self, front: Sequence[Sequence[float]]) -> float:
+        # larger is better on both: from the best cost down, each point adds the strip its metric climbs by
+        points = sorted(((float(self._cost(c)), self.signs[0] * v) for v, c in front), reverse=True)
+        area, best = 0.0, self.ref[0]
+        for cost, value in points:
+            if value > best:
+                area += (cost - self.ref[1]) * (value - best)
+                best = value
+        return area
 
 
 def replay(curves: list[Curve], concurrency: int, grace_period: int, reduction_factor: float,
