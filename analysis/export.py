@@ -265,6 +265,7 @@ def _meta(run: Run, loaded: Loaded, fmt: str) -> dict:
             "short side resized to input_size then center-cropped", "output": "class probabilities [batch, classes]",
             "run": run.path, "preset": run.plan.preset, "trial": str(row["trial_id"]), "metric": run.metric,
             "value": None if pd.isna(value) else float(value), "best_epoch": int(row["best_epoch"]),
+            "epochs_trained": int(row["epochs_trained"]), "stopped_early": bool(row["stopped_early"]),
             "dataset": trained.config.dataset, "model": trained.config.model,
             "exported": time.strftime("%Y-%m-%d %H:%M")}
 
@@ -309,7 +310,9 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
         f"- data set `{config.dataset}`, {len(classes)} classes: " + ", ".join(classes[:20])
         + (" ..." if len(classes) > 20 else ""),
         f"- input {trained.channels} channel(s) at {loaded.input_size} px, center-cropped to {config.image_size} px",
-        "", "## Training configuration", "", f"- {training}", f"- searched values of this trial: {searched}", "",
+        "", "## Training configuration", "", f"- {training}", f"- searched values of this trial: {searched}",
+        *([f"- stopped early by the sweep's ASHA after {meta['epochs_trained']} of {config.epochs} epochs "
+           f"({run.plan.stopping_rule})"] if meta["stopped_early"] else []), "",
         "## Metrics", "",
         f"- {run.metric} = {meta['value']:.4f} (its best epoch, {meta['best_epoch']}, whose weights these are)"
         if meta["value"] is not None else f"- {run.metric}: not recorded",

@@ -22,6 +22,7 @@ SMOKE = {
     "gpu_throughput.py": ["--images", "64", "--rounds", "1"],
     "storage_sync.py": ["--trials", "2", "--epochs", "2", "--periods", "10"],
     "asha_replay.py": ["--orders", "20"],
+    "pareto_asha.py": ["--draws", "5"],
     "warm_start.py": ["--seeds", "1", "--trials", "1", "--epochs", "1"],
     "cpu_step.py": ["--smoke-test"],
     "export_latency.py": ["--smoke-test"],

@@ -61,6 +61,7 @@ def test_every_format_is_written_checked_and_described(exported, crashed_run):
         assert (folder / FORMATS[fmt]).is_file() and meta["format"] == fmt
         assert meta["classes"] == [str(d) for d in range(10)] and meta["channels"] == 1
         assert meta["trial"] == best["trial_id"] and meta["input_size"] == 16
+        assert meta["epochs_trained"] == best["epochs_trained"] and meta["stopped_early"] == best["stopped_early"]
         check = meta["check"]
         assert check["split"] == "test" and check["images"] == min(CHECK_IMAGES, test_images)
         assert check["max_difference"] <= MAX_PROBABILITY_DIFFERENCE and check["top1_agreement"] == 1.0
@@ -69,6 +70,7 @@ def test_every_format_is_written_checked_and_described(exported, crashed_run):
                         "## Provenance"):
             assert section in card, section
         assert f"trial `{best['trial_id']}`" in card
+        assert ("stopped early by the sweep's ASHA after" in card) == bool(best["stopped_early"])
         assert {"pt2": "torch.export.load('model.pt2')", "onnx": "onnxruntime.InferenceSession('model.onnx')",
                 "torchscript": "torch.jit.load('model.pt')"}[fmt] in card
         assert re.search(r"^\|\s+9\s+\|\s+\d+\s+\|", card, re.M), "a per-class accuracy row of class 9"
