@@ -163,3 +163,27 @@ def test_a_bad_early_stopping_rule_is_one_line(tmp_path, sweep, message):
     with pytest.raises(PresetError) as err:
         load_preset(preset(tmp_path, sweep=sweep))
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_ray_s_asha_records_a_restarted_trial_s_replayed_epochs_without_stopping_it():
+    from ray.tune.schedulers import TrialScheduler
+
+    from sweeps.engine.schedulers import SnapshottingASHA
+
+    scheduler = SnapshottingASHA(time_attr="epoch", metric="val_acc", mode="max", max_t=4, grace_period=1,
+                                 reduction_factor=2)
+    trials = {name: SimpleNamespace(trial_id=name, status="RUNNING", relative_logdir=name) for name in "ABC"}
+    for trial in trials.values():
+        scheduler.on_trial_add(None, trial)
+
+    def report(name, acc, **extra):
+        return scheduler.on_trial_result(None, trials[name], {"epoch": 1, "val_acc": acc, **extra})
+
+    assert report("A", 0.9) == TrialScheduler.CONTINUE
+    # B passed rung 1 under the driver that trained it (against other trials); on a resume it replays
+    # that epoch below A: recorded, not stopped
+    assert report("B", 0.1, replayed=True) == TrialScheduler.CONTINUE
+    assert "B" in dict(scheduler._trial_info["B"]._rungs[-1][1])
+    assert report("C", 0.1) == TrialScheduler.STOP  # a trained epoch as low is judged as before
+    last = scheduler.on_trial_result(None, trials["B"], {"epoch": 4, "val_acc": 0.1, "replayed": True})
+    assert last == TrialScheduler.STOP  # its last epoch ends it, replayed or not

@@ -145,7 +145,19 @@ class _LearnFinished:
         raise NotImplementedError  # each scheduler records a stored epoch its own way
 
 
-class SnapshottingASHA(_Budgeted, _SnapshotNewTrials, _LearnFinished, ASHAScheduler):
+class _ReplaysNotJudged:
+    """Ray's ASHA judges every report, and a trial restarted from its checkpoint (a resume, a
+    retry) replays the epochs it had trained: recorded at their rungs as Ray records them, but
+    never a reason to stop it (it was let go on when it trained them, against other rungs)."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if result.get("replayed") and decision == TrialScheduler.STOP and result[self._time_attr] < self._max_t:
+            return TrialScheduler.CONTINUE
+        return decision
+
+
+class SnapshottingASHA(_Budgeted, _SnapshotNewTrials, _LearnFinished, _ReplaysNotJudged, ASHAScheduler):
     """Ray's ASHA on the metric."""
 
     def _learn(self, tune_controller, trial, row: dict) -> None:
