@@ -73,7 +73,8 @@ class Preset:
     mlflow: str = ""  # MLflow tracking URI; "": off
     wandb: str = ""  # Weights & Biases project; "": off
     # name -> max | min: two or more objectives make the search multi-objective (Optuna's
-    # multi-objective TPE); the first is also `metric`, the one ASHA ranks epochs by. {}: one metric
+    # multi-objective TPE); the first is also `metric` (the best trial's; ASHA's alone with
+    # early_stopping first-objective). {}: one metric
     objectives: dict[str, str] = field(default_factory=dict)
     # with objectives, what ASHA ranks at a rung: all-objectives (sweeps.stopping) | first-objective
     early_stopping: str = ALL_OBJECTIVES
@@ -217,7 +218,7 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
             raise PresetError(f"{path}: initial.{key}={value!r} lies outside {search[key].describe()}")
         initial[key] = value
     sweep: dict[str, Any] = {"objectives": _objectives(path, _section(path, data, "sweep"))}
-    if sweep["objectives"]:  # the first objective is the metric ASHA ranks by
+    if sweep["objectives"]:  # the first objective is the sweep's metric
         first, first_mode = next(iter(sweep["objectives"].items()))
         given = _section(path, data, "sweep")
         if given.get("metric", first) != first or given.get("mode", first_mode) != first_mode:
