@@ -13,6 +13,7 @@ import pandas as pd
 
 from sweeps.runfolder.plan import EarlierTrial
 from sweeps.search import optuna_distributions
+from sweeps.stopping import fronts
 from trainer.metrics import direction, sign
 
 from .results import Run
@@ -99,8 +100,7 @@ def pareto_front(trials: pd.DataFrame, objectives: dict[str, str]) -> pd.DataFra
     better on one), in the order given."""
     signs = np.array([sign(mode) for mode in objectives.values()])
     values = trials[list(objectives)].to_numpy(float) * signs  # larger is better on every column
-    on_front = [not any((other >= mine).all() and (other > mine).any() for other in values) for mine in values]
-    return trials[on_front]
+    return trials[fronts(values) == 0] if len(values) else trials
 
 
 def inherited(run: Run) -> list[tuple[str, EarlierTrial]]:

@@ -24,7 +24,7 @@ LAYERS = [
 ]
 # What analysis may use of sweeps: the run folder, the search space, the console, the prices.
 ANALYSIS_USES = ("sweeps.runfolder", "sweeps.search", "sweeps.console", "sweeps.errors", "sweeps.presets",
-                 "sweeps.prices", "sweeps.budget")
+                 "sweeps.prices", "sweeps.budget", "sweeps.stopping")
 RAY_ONLY_IN = "sweeps.engine"
 
 

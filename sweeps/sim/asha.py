@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sweeps.stopping import ParetoRungs, rungs
+from sweeps.stopping import ParetoRungs, fronts, rungs
 from trainer.metrics import sign as metric_sign
 
 __all__ = ["Curve", "Hypervolume", "ReplayResult", "asha", "many_orders", "replay", "rungs", "trial_point"]
@@ -118,8 +118,7 @@ def trial_point(curve: Curve, epochs: int, mode: str) -> list[float]:
 def pareto_points(points: list[list[float]], objectives: Sequence[str]) -> list[list[float]]:
     """The points no other beats on every objective at once."""
     signed = np.array(points, dtype=float) * np.array([metric_sign(m) for m in objectives])
-    return [p for p, mine in zip(points, signed)
-            if not any((other >= mine).all() and (other > mine).any() for other in signed)]
+    return [p for p, front in zip(points, fronts(signed)) if front == 0]
 
 
 class Hypervolume:
