@@ -43,21 +43,19 @@ def rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]
     return [grace_period * reduction_factor ** k for k in range(count)]
 
 
-def dominates(a: np.ndarray, b: np.ndarray) -> bool:
-    """`a` at least as good as `b` on every objective and better on one (larger is better)."""
-    return bool((a >= b).all() and (a > b).any())
-
-
 def fronts(points: np.ndarray) -> np.ndarray:
     """The front index of each row of `points` (n x objectives, larger better): 0 for the
-    non-dominated, 1 for those only front 0 dominates, ... A NaN counts as the worst value."""
+    non-dominated, 1 for those only front 0 dominates, ... A NaN counts as the worst value.
+    Every pair compared at once (the driver calls this on each rung report of a large sweep)."""
     points = np.where(np.isnan(points), -np.inf, points)
-    n = len(points)
-    beaten_by = [[j for j in range(n) if j != i and dominates(points[j], points[i])] for i in range(n)]
-    front = np.full(n, -1)
+    # beats[j, i]: row j at least as good as row i everywhere and better somewhere
+    beats = np.logical_and(np.all(points[:, None, :] >= points[None, :, :], axis=-1),
+                           np.any(points[:, None, :] > points[None, :, :], axis=-1))
+    front = np.full(len(points), -1)
     level = 0
     while (front < 0).any():
-        current = [i for i in range(n) if front[i] < 0 and all(0 <= front[j] < level for j in beaten_by[i])]
+        left = front < 0
+        current = left & ~beats[left].any(axis=0)  # beaten by none of those still unplaced
         front[current] = level
         level += 1
     return front

@@ -27,7 +27,8 @@ import numpy as np
 from sweeps.stopping import ParetoRungs, fronts, rungs
 from trainer.metrics import sign as metric_sign
 
-__all__ = ["Curve", "Hypervolume", "ReplayResult", "asha", "many_orders", "replay", "rungs", "trial_point"]
+__all__ = ["Curve", "Hypervolume", "ReplayResult", "asha", "many_orders", "pareto_points", "replay", "rungs",
+           "trial_point"]
 
 
 @dataclass
