@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from sweeps.engine.archive import remove_orphans, restore_archive
+from sweeps.engine.archive import kept_aside, remove_orphans, restore_archive
 from sweeps.runfolder.layout import STATE_ARCHIVE
 from sweeps.runfolder.storage import absolute, join, local_folder, split_name
 
@@ -98,3 +98,4 @@ def test_only_unknown_trial_folders_that_kept_nothing_are_removed(tmp_path):
     assert removed == ["trial_orphan"]
     assert (tmp_path / "trial_known").exists() and (tmp_path / "trial_worked").exists()
     assert not (tmp_path / "trial_orphan").exists()
+    assert kept_aside(str(tmp_path), {"trial_known"}) == ["trial_worked"]

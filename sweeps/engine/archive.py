@@ -157,15 +157,26 @@ def remove_orphans(run_path: str, known: set[str]) -> list[str]:
     checkpoint: trials created after the state was stored, which did no lasting work (the
     resumed sweep samples their place anew). Returns the folders removed."""
     removed = []
-    for name, is_dir in list_folder(run_path):
-        if not is_dir or not is_trial_folder(name) or name in known:
-            continue
-        entries = list_folder(trial_folder(run_path, name))
-        if any(CHECKPOINT_DIR.match(n) for n, _ in entries):
+    for name, worked in unknown_trial_folders(run_path, known).items():
+        if worked:
             continue  # work was kept: never deleted, and the readers leave the folder out
         delete(trial_folder(run_path, name), folder=True)
         removed.append(name)
     return removed
+
+
+def unknown_trial_folders(run_path: str, known: set[str]) -> dict[str, bool]:
+    """The trial folders not in `known`, each with whether it kept a checkpoint."""
+    return {name: any(CHECKPOINT_DIR.match(n) for n, _ in list_folder(trial_folder(run_path, name)))
+            for name, is_dir in sorted(list_folder(run_path))
+            if is_dir and is_trial_folder(name) and name not in known}
+
+
+def kept_aside(run_path: str, known: set[str]) -> list[str]:
+    """The trial folders the state does not know that kept a checkpoint: trials that started
+    after the last saved state and checkpointed before the driver was lost. The readers
+    leave them out (the resumed sweep sampled their places anew); they are kept as they are."""
+    return [name for name, worked in unknown_trial_folders(run_path, known).items() if worked]
 
 
 class ArchiveState(Callback):

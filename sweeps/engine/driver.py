@@ -28,7 +28,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.budget import BudgetLimit, Ledger
-from sweeps.engine.archive import ArchiveState, drive, remove_orphans, restore_archive
+from sweeps.engine.archive import ArchiveState, drive, kept_aside, remove_orphans, restore_archive
 from sweeps.engine.budget import BudgetEnd, BudgetGate, attach
 from sweeps.engine.cluster import Cluster, check_reachable, find_cluster
 from sweeps.engine.progress import LiveProgress
@@ -42,25 +42,18 @@ from sweeps.presets import PresetError, load_preset
 from sweeps.prices import usd
 from sweeps.runfolder.claim import Claim
 from sweeps.runfolder.layout import (
-    OPTUNA_DB,
-    PLAN_FILE,
-    STATE_ARCHIVE,
-    STATE_FILE,
-    is_trial_folder,
     plan_file,
     trial_folder_name,
 )
-from sweeps.runfolder.plan import SweepPlan
+from sweeps.runfolder.plan import SweepPlan, check_unused
 from sweeps.runfolder.run import Outcome, Run, load_run, plain
 from sweeps.runfolder.storage import (
     StoreError,
     check_writable,
     current_outage,
     delete,
-    exists,
     gone_too_long,
     is_uri,
-    list_folder,
 )
 from sweeps.runfolder.study import export_study
 from sweeps.search import make_sampler, optuna_distributions
@@ -249,17 +242,17 @@ def run_sweep(plan: SweepPlan, address: str | None = None, local: bool = False, 
     return summary
 
 
-def check_unused(run_path: str) -> None:
-    """Refuse to start a new sweep in a folder that holds one, or holds results without a plan."""
-    if exists(plan_file(run_path)):
-        raise SweepError(f"{run_path} already holds a sweep; continue it with `sweep resume {run_path}` "
-                         f"or pass another --name")
-    names = [name for name, _ in list_folder(run_path)]
-    results = [n for n in names if is_trial_folder(n) or STATE_FILE.match(n) or n in (STATE_ARCHIVE, OPTUNA_DB)]
-    if results:
-        raise SweepError(f"{run_path} holds a sweep's results ({results[0]}, {len(results)} in all) but no plan "
-                         f"({PLAN_FILE}); nothing there is replaced: pass another --name, or move the folder "
-                         f"aside first")
+def start_from_plan(run_path: str) -> None:
+    """Make ready to start, from its plan, a run that has no sweep state: trial folders that kept
+    no checkpoint go (a driver ended before Tune first saved); trials that kept one are never
+    replaced, so such a run is refused."""
+    kept = kept_aside(run_path, set())
+    if kept:
+        raise SweepError(f"{run_path}: no sweep state to resume, yet {len(kept)} trial(s) kept checkpoints "
+                         f"({kept[0]}); nothing there is replaced: move the folder aside, or start anew with "
+                         f"`sweep run` and another --name")
+    remove_orphans(run_path, set())
+    print(f"note: {run_path} had not started: starting it from its plan", flush=True)
 
 
 def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: bool, tracking: list) -> SweepSummary:
@@ -271,8 +264,14 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             if removed:
                 print(f"note: {len(removed)} trial(s) started after the last saved state and kept nothing; "
                       f"their folders are removed and the places sampled anew", flush=True)
-    if resume and not Tuner.can_restore(plan.path):
-        raise SweepError(f"{plan.path}: no sweep state to resume (it never started?); start it with `sweep run`")
+            aside = kept_aside(plan.path, known)
+            if aside:
+                print(f"note: {len(aside)} trial(s) started after the last saved state yet kept a checkpoint "
+                      f"({aside[0]}): left out of the sweep, their places sampled anew; their folders are kept "
+                      f"as they are", flush=True)
+    restoring = resume and Tuner.can_restore(plan.path)
+    if resume and not restoring:  # a plan written ahead (`sweep slurm`), or a driver killed as it began
+        start_from_plan(plan.path)
     started = connect(cluster)
     if not cluster.local and not is_uri(plan.storage):
         print(f"note: {plan.storage} must be a folder every node reaches (NFS); use s3:// or gs:// otherwise",
@@ -281,7 +280,7 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
         concurrency = concurrency_for(plan, cluster.local)
         trainable = make_trainable(plan)
         # a resumed sweep's money and budget count what its earlier drivers spent, measured
-        done = load_run(plan.path, plan=plan) if resume and (plan.price_per_hour or plan.budget_hours) else None
+        done = load_run(plan.path, plan=plan) if restoring and (plan.price_per_hour or plan.budget_hours) else None
         before = done.trial_hours if done is not None else 0.0
         counted = {str(t): {int(e) for e in rows["epoch"]} for t, rows in done.history.groupby("trial_id")} \
             if done is not None and not done.history.empty else {}
@@ -293,7 +292,7 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
                                 budget_hours=plan.budget_hours, ledger=budget)
         ending = BudgetEnd(budget, plan.trials)
         callbacks = [progress, ending, ArchiveState(), *tracking]
-        if resume:
+        if restoring:
             tuner = Tuner.restore(plan.path, trainable=trainable, resume_unfinished=True, resume_errored=True)
             # the callbacks come from the plan, not from Tune's pickle of them: a tracker checked
             # (or dropped) above is the one used
@@ -316,18 +315,34 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
                     name=plan.name, storage_path=plan.storage, verbose=0, callbacks=callbacks,
                     failure_config=FailureConfig(max_failures=2)),
             )
-        print(f"{'resuming' if resume else 'running'} {plan.preset}: {plan.trials} trials, at most "
+        print(f"{'resuming' if restoring else 'running'} {plan.preset}: {plan.trials} trials, at most "
               f"{plan.max_epochs} epochs each, {concurrency} at a time -> {plan.path}", flush=True)
         interrupted = fit_until_done_or_interrupted(tuner)
     finally:
         if started:
             ray.shutdown()
+            end_rays_signal_handler()
     return summarize(plan, interrupted and not ending.ended, budget_reached=ending.ended)
 
 
+def end_rays_signal_handler() -> None:
+    """Take back SIGTERM from Ray's driver handler once Ray is shut down: it turns a late SIGTERM
+    (SLURM's notice as the sweep ends) into SystemExit inside Ray's exit hook, which crashes the
+    interpreter; after the sweep, SIGTERM ends the driver plainly, its results already written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            getattr(signal.getsignal(signal.SIGTERM), "__module__", "").startswith("ray."):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
-    """Run the sweep; True when Ctrl-C (SIGINT) stopped it. Tune catches the first SIGINT,
-    saves the sweep and returns; its handler puts the one before it back only then."""
+    """Run the sweep; True when Ctrl-C (SIGINT) or SIGTERM stopped it. Tune catches the first
+    SIGINT, saves the sweep and returns; its handler puts the one before it back only then.
+    SIGTERM (`kill`, `scancel`, a container stopping) is taken as that SIGINT, so the run folder
+    is left as Ctrl-C leaves it; later ones change nothing (whoever sent it ends the driver
+    after its own grace: SLURM's KillWait, Docker's timeout)."""
     import signal
     import threading
 
@@ -336,12 +351,19 @@ def fit_until_done_or_interrupted(tuner: Tuner) -> bool:
             tuner.fit()  # no signal handler here: the summary's unfinished trials tell
         return False
     before = signal.getsignal(signal.SIGINT)
+
+    def stop_as_ctrl_c(*_) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.raise_signal(signal.SIGINT)
+
+    before_term = signal.signal(signal.SIGTERM, stop_as_ctrl_c)
     try:
         with only_the_trials_own_failures_counted():
             tuner.fit()
         return signal.getsignal(signal.SIGINT) is before
     finally:
         signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, before_term)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,22 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sweeps.errors import RunFolderError
+from sweeps.errors import RunFolderError, SweepError
 from sweeps.prices import usd
-from sweeps.runfolder.claim import Holder
-from sweeps.runfolder.layout import claim_file, plan_file
+from sweeps.runfolder.claim import Claim, Holder
+from sweeps.runfolder.layout import (
+    OPTUNA_DB,
+    PLAN_FILE,
+    STATE_ARCHIVE,
+    STATE_FILE,
+    claim_file,
+    is_trial_folder,
+    plan_file,
+)
 from sweeps.runfolder.storage import (
     absolute,
     check_timeout_s,
+    exists,
     is_uri,
     join,
     list_folder,
@@ -205,3 +214,30 @@ class SweepPlan:
             storage, name = split_name(run_path)
             plan = replace(plan, storage=storage, name=name)
         return plan
+
+
+def check_unused(run_path: str) -> None:
+    """Refuse to start a new sweep in a folder that holds one, or holds results without a plan."""
+    if exists(plan_file(run_path)):
+        raise SweepError(f"{run_path} already holds a sweep; continue it with `sweep resume {run_path}` "
+                         f"or pass another --name")
+    names = [name for name, _ in list_folder(run_path)]
+    results = [n for n in names if is_trial_folder(n) or STATE_FILE.match(n) or n in (STATE_ARCHIVE, OPTUNA_DB)]
+    if results:
+        raise SweepError(f"{run_path} holds a sweep's results ({results[0]}, {len(results)} in all) but no plan "
+                         f"({PLAN_FILE}); nothing there is replaced: pass another --name, or move the folder "
+                         f"aside first")
+
+
+def create_run(plan: SweepPlan, command: str) -> None:
+    """Write `plan` as a new run folder's first file, ahead of the driver that will start it
+    (`sweep resume` does, from the plan): under the run's claim, and refused where the folder
+    holds a sweep or results."""
+    claim = Claim.take(plan.path, command)
+    try:
+        check_unused(plan.path)
+        plan.save()
+    except BaseException:
+        claim.release(remove_created=True)
+        raise
+    claim.release()
