@@ -164,39 +164,54 @@ def train(
             typer.echo(json.dumps({**metrics, "epochs": metrics.get("epoch", 0)}))
 
 
+# the plan's options, of `sweep run` and `sweep slurm`
+PresetArgument = Annotated[str, typer.Argument(help="Preset name or YAML file.")]
+SamplesOption = Annotated[int | None, typer.Option(help="Number of trials (preset's by default).")]
+MaxEpochsOption = Annotated[int | None, typer.Option(help="Epochs a trial trains at most.")]
+ConcurrencyOption = Annotated[int | None, typer.Option(help="Trials running at once (default: as resources allow).")]
+GpusPerTrialOption = Annotated[float | None, typer.Option(help="GPUs per trial; fractions share a GPU; 0 = CPU.")]
+CpusPerTrialOption = Annotated[float | None, typer.Option(help="CPUs per trial.")]
+StorageOption = Annotated[str | None, typer.Option(
+    help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")]
+NameOption = Annotated[str | None, typer.Option(help="Run name (default: PRESET-DATE-TIME).")]
+SeedOption = Annotated[int | None, typer.Option(help="Seed of the Optuna sampler and the trials.")]
+MlflowOption = Annotated[str | None, typer.Option(
+    help="Log each trial as an MLflow run to this tracking URI (needs the mlflow extra).")]
+WandbOption = Annotated[str | None, typer.Option(
+    help="Log each trial as a Weights & Biases run in this project (needs the wandb extra).")]
+NoEarlyStoppingOption = Annotated[bool, typer.Option(
+    "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
+                                "asha_replay.py` to choose ASHA's settings from.")]
+WarmStartOption = Annotated[str | None, typer.Option(
+    help="An earlier sweep's run folder or URI: its trials join the search and its best configurations "
+         "train first.")]
+PriceOption = Annotated[float | None, typer.Option(
+    help="Your price of a GPU-hour (of a CPU-hour for CPU trials), in USD: wins over the price table.")]
+
+
 @app.command()
 def run(
-    preset: Annotated[str, typer.Argument(help="Preset name or YAML file.")],
+    preset: PresetArgument,
     local: LocalOption = False,
     address: AddressOption = None,
-    samples: Annotated[int | None, typer.Option(help="Number of trials (preset's by default).")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Epochs a trial trains at most.")] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        help="Trials running at once (default: as resources allow).")] = None,
-    gpus_per_trial: Annotated[float | None, typer.Option(
-        help="GPUs per trial; fractions share a GPU; 0 = CPU.")] = None,
-    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial.")] = None,
-    storage: Annotated[str | None, typer.Option(
-        help="Results folder or s3:// / gs:// URI (default ./runs, or $RESWEEP_STORAGE).")] = None,
-    name: Annotated[str | None, typer.Option(help="Run name (default: PRESET-DATE-TIME).")] = None,
+    samples: SamplesOption = None,
+    max_epochs: MaxEpochsOption = None,
+    concurrency: ConcurrencyOption = None,
+    gpus_per_trial: GpusPerTrialOption = None,
+    cpus_per_trial: CpusPerTrialOption = None,
+    storage: StorageOption = None,
+    name: NameOption = None,
     overrides: SetOption = None,
     data_dir: DataDirOption = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the Optuna sampler and the trials.")] = None,
-    mlflow: Annotated[str | None, typer.Option(
-        help="Log each trial as an MLflow run to this tracking URI (needs the mlflow extra).")] = None,
-    wandb: Annotated[str | None, typer.Option(
-        help="Log each trial as a Weights & Biases run in this project (needs the wandb extra).")] = None,
-    no_early_stopping: Annotated[bool, typer.Option(
-        "--no-early-stopping", help="Train every trial to the end (no ASHA): full curves, for `benchmarks/"
-                                    "asha_replay.py` to choose ASHA's settings from.")] = False,
-    warm_start: Annotated[str | None, typer.Option(
-        help="An earlier sweep's run folder or URI: its trials join the search and its best configurations "
-             "train first.")] = None,
+    seed: SeedOption = None,
+    mlflow: MlflowOption = None,
+    wandb: WandbOption = None,
+    no_early_stopping: NoEarlyStoppingOption = False,
+    warm_start: WarmStartOption = None,
     instance: Annotated[str | None, typer.Option(
         help="The instance type the trials run on, for the plan's money (default: cluster.yaml's GPU "
              "worker; sweeps/prices.py lists the known ones).")] = None,
-    price_per_hour: Annotated[float | None, typer.Option(
-        help="Your price of a GPU-hour (of a CPU-hour for CPU trials), in USD: wins over the price table.")] = None,
+    price_per_hour: PriceOption = None,
     budget: BudgetOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
@@ -249,6 +264,115 @@ def resume(run_path: Annotated[str, typer.Argument(help="The run folder (or URI)
         result = run_sweep(plan, address=address, local=local, resume=True, trackers=not no_trackers,
                            budget=budget)
     _finish(result)
+
+
+@app.command()
+def slurm(
+    preset: PresetArgument,
+    nodes: Annotated[int, typer.Option(help="Nodes of the allocation; Ray's head runs on the first.")] = 1,
+    gpus_per_node: Annotated[int | None, typer.Option(
+        help="GPUs of each node (default: 1 for GPU trials, 0 for CPU trials).")] = None,
+    cpus_per_node: Annotated[int | None, typer.Option(
+        help="CPUs of each node (default: what the trials a node holds ask for).")] = None,
+    time: Annotated[str | None, typer.Option(
+        help="The job's time limit, as sbatch takes it (12:00:00, 1-00:00:00); the partition's by default.")] = None,
+    partition: Annotated[str | None, typer.Option(help="The SLURM partition (the cluster's default).")] = None,
+    account: Annotated[str | None, typer.Option(help="The SLURM account charged (your default).")] = None,
+    grace: Annotated[int, typer.Option(
+        help="Seconds of notice the driver gets before the time limit, to save the sweep.")] = 300,
+    script: Annotated[Path | None, typer.Option(
+        help="Where to write the job script (default: ./RUN-NAME.sbatch); its log goes beside it.")] = None,
+    submit: Annotated[bool, typer.Option(
+        "--submit/--no-submit", help="Submit the job (default), or write the script and the plan only.")] = True,
+    samples: SamplesOption = None,
+    max_epochs: MaxEpochsOption = None,
+    concurrency: ConcurrencyOption = None,
+    gpus_per_trial: GpusPerTrialOption = None,
+    cpus_per_trial: CpusPerTrialOption = None,
+    storage: StorageOption = None,
+    name: NameOption = None,
+    overrides: SetOption = None,
+    data_dir: DataDirOption = None,
+    seed: SeedOption = None,
+    mlflow: MlflowOption = None,
+    wandb: WandbOption = None,
+    no_early_stopping: NoEarlyStoppingOption = False,
+    warm_start: WarmStartOption = None,
+    price_per_hour: PriceOption = None,
+    budget: BudgetOption = None,
+) -> None:
+    """Run a preset as a sweep on a SLURM cluster: write the run's plan and a job script that
+    starts Ray across the allocation and drives the sweep, then submit it. Submitting the same
+    script again continues the sweep (after a time limit or a scancel)."""
+    from sweeps.planner import make_plan
+    from sweeps.runfolder.plan import check_unused, create_run
+    from sweeps.slurm import allocation_for, job_script
+
+    with user_errors():
+        p = load_preset(preset)
+        plan = make_plan(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
+                         gpus=gpus_per_trial, cpus=cpus_per_trial,
+                         storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
+                         mlflow=mlflow, wandb=wandb, epochs=max_epochs,
+                         data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
+                         early_stopping=not no_early_stopping, warm_start=warm_start,
+                         price_per_hour=price_per_hour, budget=budget)
+        allocation = allocation_for(plan, nodes, gpus_per_node, cpus_per_node, time, partition, account, grace)
+        problem = check_writable(plan.storage)
+        if problem:
+            raise SweepError(f"results folder: {problem}")
+        check_unused(plan.path)
+        path = (script or Path(f"{plan.name}.sbatch")).expanduser().resolve()
+        if path.is_dir():
+            raise SweepError(f"--script {path} is a folder; give the job script's file name")
+        if path.exists():
+            raise SweepError(f"{path} exists; pass another --script or --name")
+        sbatch = None
+        if submit:
+            import shutil
+
+            sbatch = shutil.which("sbatch")
+            if sbatch is None:
+                raise SweepError("sbatch not found: run `sweep slurm` on the cluster's login node, or pass "
+                                 "--no-submit to write the script only")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(job_script(plan, allocation, log_dir=path.parent))
+        path.chmod(0o755)
+        if sbatch is not None:  # SLURM checks the request before the run exists: nothing is left on a refusal
+            checked = _sbatch([sbatch, "--test-only", str(path)], path)
+            if checked.returncode != 0:
+                path.unlink()
+                lines = [ln for ln in checked.stderr.splitlines() if ln.strip()] or ["(no reason given)"]
+                raise SweepError(f"SLURM refuses the job: {lines[-1].removeprefix('sbatch: error: ')}")
+        create_run(plan, "sweep slurm")
+        typer.echo(f"plan: {plan.path}")
+        typer.echo(f"job script: {path}")
+        if sbatch is None:
+            typer.echo(f"submit it with: sbatch {shlex.quote(str(path))}")
+            return
+        submitted = _sbatch([sbatch, "--parsable", str(path)], path)
+        if submitted.returncode != 0:
+            lines = [ln for ln in submitted.stderr.splitlines() if ln.strip()] or ["(no reason given)"]
+            raise SweepError(f"sbatch failed: {lines[-1]}; the plan is written: submit it with "
+                             f"`sbatch {shlex.quote(str(path))}`")
+        job = submitted.stdout.strip().split(";")[0]
+        typer.echo(f"submitted job {job}: `squeue -j {job}` for the job, `sweep status "
+                   f"{shlex.quote(plan.path)}` for the trials")
+        typer.echo(f"to continue after the time limit or a scancel: sbatch {shlex.quote(str(path))}")
+
+
+def _sbatch(command: list[str], script: Path):
+    """sbatch's answer, in at most SBATCH_TIMEOUT_S (it retries a controller that is away)."""
+    import subprocess
+
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=SBATCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SweepError(f"SLURM's controller did not answer in {SBATCH_TIMEOUT_S} s; try again later "
+                         f"(`sbatch {shlex.quote(str(script))}` once the plan is written)") from None
+
+
+SBATCH_TIMEOUT_S = 60
 
 
 def _finish(summary: SweepSummary) -> None:

@@ -17,7 +17,8 @@ LAYERS = [
     ("sweeps.search", "sweeps.nsga2", "sweeps.stopping", "sweeps.prices", "sweeps.budget"),  # search, stopping, money
     ("sweeps.presets",),  # the preset format
     ("sweeps.runfolder",),  # the run folder: storage, names, the frozen plan, results, reading a run
-    ("sweeps.planner", "sweeps.estimate", "sweeps.warmstart", "sweeps.sim", "sweeps.console"),  # on the run folder
+    ("sweeps.planner", "sweeps.estimate", "sweeps.warmstart", "sweeps.sim", "sweeps.console",
+     "sweeps.slurm"),  # on the run folder
     ("sweeps.engine",),  # Ray: the driver, the trial actor, schedulers, callbacks
     ("sweeps.cli",),  # the `sweep` command
     ("analysis",),  # reads run folders: tables, plots, Grad-CAM, report, export
