@@ -17,6 +17,7 @@ class FakeMetadata:
         self.noticed: dict[str, float] = {}  # node prefix -> when it is taken back
         self.tokens: set[str] = set()
         self.reads: dict[str, int] = {}  # node prefix -> notice reads answered
+        self.told: dict[str, float] = {}  # node prefix -> when a read of it first got the notice
         self.tokenless: list[str] = []  # notice reads that came without a token (IMDSv1)
         owner = self
 
@@ -44,6 +45,8 @@ class FakeMetadata:
                 if self.path.endswith("/computeMetadata/v1/instance/preempted"):
                     if self.headers.get("Metadata-Flavor") != "Google":
                         return self._answer(403)
+                    if prefix in owner.noticed:
+                        owner.told.setdefault(prefix, time.time())
                     return self._answer(200, "TRUE" if prefix in owner.noticed else "FALSE")
                 if self.path.endswith("/latest/meta-data/spot/instance-action"):
                     if self.headers.get("X-aws-ec2-metadata-token") not in owner.tokens:
@@ -51,6 +54,7 @@ class FakeMetadata:
                         return self._answer(401)
                     if prefix not in owner.noticed:
                         return self._answer(404)
+                    owner.told.setdefault(prefix, time.time())
                     when = datetime.fromtimestamp(owner.noticed[prefix], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                     return self._answer(200, json.dumps({"action": "terminate", "time": when}))
                 self._answer(404)

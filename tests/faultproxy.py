@@ -59,6 +59,12 @@ class FaultProxy:
             conns, self._conns = self._conns, []
         self.outages.append((time.time(), 0.0))
         if listener is not None:
+            # shutdown first: close() alone leaves the socket listening while _accept's thread is
+            # blocked in accept(), and the port cannot be held now nor bound again in up()
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             listener.close()
             # hold the port while down: a socket bound but not listening refuses connections as a
             # closed port does, and no other process asking for a free port is given it
