@@ -121,9 +121,11 @@ def gradcam(run_path: RunPath,
 @app.command()
 def export(run_path: RunPath,
            out: Annotated[Path, typer.Option("-o", "--out", help="Folder for the model, meta.json and MODEL.md.")],
-           fmt: Annotated[str, typer.Option("--format", help="pt2 (a torch.export program: torch alone), onnx "
-                                                             "(onnxruntime alone; the onnx extra) or torchscript "
-                                                             "(deprecated by PyTorch).")] = "pt2",
+           fmt: Annotated[str, typer.Option("--format", help="pt2 (a torch.export program: torch alone), aoti "
+                                                             "(that program compiled ahead of time for this CPU "
+                                                             "and torch; needs g++), onnx (onnxruntime alone; the "
+                                                             "onnx extra) or torchscript (deprecated by "
+                                                             "PyTorch).")] = "pt2",
            trial: Annotated[str | None, typer.Option(help="Trial id (default: the best that fits the limits).")]
            = None,
            max_latency_ms: Annotated[float | None, typer.Option(

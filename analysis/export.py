@@ -1,12 +1,14 @@
 """A sweep's model as a file that runs without resweep: a `torch.export` program (`.pt2`, torch
-alone: the format PyTorch keeps), ONNX (onnxruntime alone) or, on request, TorchScript (which
-PyTorch deprecates), with its preprocessing inside, checked against the PyTorch model before it
+alone: the format PyTorch keeps), an AOTInductor package (that program compiled ahead of time to
+native code for this machine's kind of CPU and this torch: no Python-level model code runs),
+ONNX (onnxruntime alone) or, on request, TorchScript (which PyTorch deprecates), with its
+preprocessing inside, checked against the PyTorch model before it
 is written, and a model card beside it.
 
 The artifact takes a uint8 batch [B, C, S, S] (S = `input_size` in meta.json: images resized on
 their short side to S and center-cropped, as the trials' data cache holds them) and returns the
 class probabilities [B, K]; it normalises and crops to the trained `image_size` itself. Its
-folder holds `model.pt2`, `model.onnx` or `model.pt`, `meta.json` (classes, sizes, provenance) and
+folder holds `model.pt2`, `model_aoti.pt2`, `model.onnx` or `model.pt`, `meta.json` (classes, sizes, provenance) and
 `MODEL.md`. The batch is dynamic in each format.
 """
 
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,7 @@ from .output import check_output_folder, replaced_folder
 from .results import Run, load_run
 from .trained import Trained, load_trained
 
-FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
+FORMATS = {"pt2": "model.pt2", "aoti": "model_aoti.pt2", "onnx": "model.onnx", "torchscript": "model.pt"}
 DEPRECATED = {"torchscript": "TorchScript is deprecated in PyTorch (torch.jit.save says so); the default, "
                              "--format pt2, is the format it keeps"}
 META_FILE = "meta.json"
@@ -135,6 +139,28 @@ def _write_pt2(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict
     return lambda images: loaded(images)
 
 
+def compile_aoti(program: torch.export.ExportedProgram, path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`program` compiled by AOTInductor into a package at `path` (it needs a C++ compiler), loaded back."""
+    import logging
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        raise ExportError("--format aoti compiles C++: install a compiler (apt-get install g++), or use "
+                          "--format pt2")
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on a CPU machine
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+    except Exception as err:  # the compiler's failure, whatever its type, is one line
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise ExportError(f"AOTInductor could not compile the model ({first[:200]}); --format pt2 needs no "
+                          f"compiler") from None
+    return torch._inductor.aoti_load_package(str(path))
+
+
+def _write_aoti(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict):
+    program = torch.export.export(packaged, (example,), dynamic_shapes=batch_dim())
+    return compile_aoti(program, path)
+
+
 def _write_torchscript(packaged: Packaged, example: torch.Tensor, path: Path, meta: dict):
     import warnings
 
@@ -165,7 +191,7 @@ def _write_onnx(packaged: Packaged, example: torch.Tensor, path: Path, meta: dic
     return lambda images: torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
 
 
-WRITERS = {"pt2": _write_pt2, "onnx": _write_onnx, "torchscript": _write_torchscript}
+WRITERS = {"pt2": _write_pt2, "aoti": _write_aoti, "onnx": _write_onnx, "torchscript": _write_torchscript}
 
 
 def export(run_path: str, out: Path, fmt: str = "pt2", trial: str | None = None,
@@ -206,7 +232,8 @@ def export(run_path: str, out: Path, fmt: str = "pt2", trial: str | None = None,
 
 
 def log_to_mlflow(uri: str, out: Path, meta: dict) -> str:
-    """The export as an MLflow model (mlflow.pytorch for pt2 and TorchScript, mlflow.onnx for ONNX) in a run
+    """The export as an MLflow model (mlflow.pytorch for pt2 and TorchScript, mlflow.onnx for ONNX; an
+    AOTInductor package, which no MLflow flavour loads, as the export folder's artifacts alone) in a run
     of the experiment `resweep-<preset>`, with the check's figures and the whole export folder
     (MODEL.md included) as artifacts. Returns the MLflow run id."""
     import importlib.util
@@ -248,7 +275,7 @@ def _log_to_mlflow(mlflow, uri: str, out: Path, meta: dict) -> str:
                 warnings.simplefilter("ignore")
                 mlflow.pytorch.log_model(torch.jit.load(str(out / FORMATS["torchscript"])), name="model",
                                          pip_requirements=["torch"], serialization_format="pickle")
-        else:
+        elif meta["format"] == "onnx":
             import onnx
 
             mlflow.onnx.log_model(onnx.load(str(out / FORMATS["onnx"])), name="model",
@@ -297,6 +324,7 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
         "```python",
         *({"pt2": ["import json, torch", f"model = torch.export.load('{FORMATS['pt2']}').module()"],
            "torchscript": ["import json, torch", f"model = torch.jit.load('{FORMATS['torchscript']}')"],
+           "aoti": ["import json, torch", f"model = torch._inductor.aoti_load_package('{FORMATS['aoti']}')"],
            "onnx": ["import json, onnxruntime", f"session = onnxruntime.InferenceSession('{FORMATS['onnx']}')"]
            }[meta["format"]]),
         f"meta = json.load(open('{META_FILE}'))",
@@ -330,7 +358,9 @@ def model_card(run: Run, loaded: Loaded, meta: dict, predictions: np.ndarray, la
         "lighting) may score far lower.",
         f"- The {check['split']} accuracy above is on {check['images']} images: with few images per class its "
         "uncertainty is several points.",
-        "- The trial was chosen among the sweep's by its validation score, which flatters it a little.", "",
+        "- The trial was chosen among the sweep's by its validation score, which flatters it a little.",
+        *([f"- Native code for {platform.machine()} CPUs and torch {torch.__version__}: load it with that torch on "
+           "that kind of machine, or export --format pt2 for any"] if meta["format"] == "aoti" else []), "",
         "## Provenance", "",
         f"- sweep `{run.plan.name}` (preset `{run.plan.preset}`), run folder `{run.path}`",
         f"- trial `{meta['trial']}`, {int(row['epochs_trained'])} epochs; {hours_trial:.2g} hours of training for "

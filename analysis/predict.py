@@ -1,6 +1,6 @@
 """Classify image files with an exported model or a run's best trial.
 
-MODEL is an export folder (`analysis export`: model.pt2, model.onnx or model.pt with meta.json) or a run
+MODEL is an export folder (`analysis export`: model.pt2, model_aoti.pt2, model.onnx or model.pt with meta.json) or a run
 folder (its best trial's checkpoint, through PyTorch). IMAGES are files or folders (searched
 recursively). Each image is decoded as the trials' cache decodes it (short side resized,
 center crop), in batches. A file that is not an image, or an image that cannot be read, is
@@ -48,6 +48,8 @@ def load_classifier(model: str) -> Classifier:
         if meta["format"] == "pt2":
             program = torch.export.load(str(path)).module()
             run = lambda images: program(images)  # noqa: E731
+        elif meta["format"] == "aoti":
+            run = torch._inductor.aoti_load_package(str(path))
         elif meta["format"] == "torchscript":
             import warnings
 

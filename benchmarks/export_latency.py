@@ -1,7 +1,8 @@
 """Inference of an exported model against the eager PyTorch one, on the CPU: the same packaged
 network (uint8 in, probabilities out: what `analysis export` writes) run eagerly, as the
-torch.export program `analysis export` writes by default (.pt2, loaded back), as TorchScript
-and through onnxruntime, at batch 1 (ms per image) and batch 64 (images/s), with
+torch.export program `analysis export` writes by default (.pt2, loaded back), as that program
+compiled by AOTInductor (`--format aoti`; skipped in the smoke test: a compile takes about half a
+minute), as TorchScript and through onnxruntime, at batch 1 (ms per image) and batch 64 (images/s), with
 torch.utils.benchmark's Timer (warm-up, median of repeats), all interleaved. Ends with
 `ratio=` eager ms / .pt2 ms at batch 1 for the first model.
 
@@ -24,7 +25,7 @@ from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.export import Packaged, batch_dim  # noqa: E402
+from analysis.export import Packaged, batch_dim, compile_aoti  # noqa: E402
 from trainer.config import from_dict  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 
@@ -32,7 +33,7 @@ from trainer.models import build_model  # noqa: E402
 CASES = [("resnet9", 16, 16, 1), ("resnet18_cifar", 64, 32, 3), ("resnet50", 64, 128, 3)]
 
 
-def runners(model_name: str, width: int, side: int, channels: int, folder: Path) -> dict:
+def runners(model_name: str, width: int, side: int, channels: int, folder: Path, aoti: bool = True) -> dict:
     model = build_model(from_dict({"model": model_name, "width": width}), 10, channels).eval()
     packaged = Packaged(model, [0.5] * channels, [0.25] * channels, side, side).eval()
     example = torch.zeros(2, channels, side, side, dtype=torch.uint8)
@@ -40,9 +41,12 @@ def runners(model_name: str, width: int, side: int, channels: int, folder: Path)
         warnings.simplefilter("ignore")
         scripted = torch.jit.trace(packaged, example, check_trace=False)
         scripted = torch.jit.freeze(scripted.eval())
-    torch.export.save(torch.export.export(packaged, (example,), dynamic_shapes=batch_dim()), str(folder / "m.pt2"))
+    exported = torch.export.export(packaged, (example,), dynamic_shapes=batch_dim())
+    torch.export.save(exported, str(folder / "m.pt2"))
     program = torch.export.load(str(folder / "m.pt2")).module()
     found = {"eager": lambda x: packaged(x), "pt2": lambda x: program(x), "torchscript": lambda x: scripted(x)}
+    if aoti:
+        found["aoti"] = compile_aoti(exported, folder / f"{model_name}_aoti.pt2")
     try:
         import onnxruntime
 
@@ -78,7 +82,7 @@ def main() -> None:
     first = None
     with tempfile.TemporaryDirectory() as tmp:
         for model_name, width, side, channels in CASES[:1] if args.smoke_test else CASES:
-            runs = runners(model_name, width, side, channels, Path(tmp))
+            runs = runners(model_name, width, side, channels, Path(tmp), aoti=not args.smoke_test)
             one = torch.randint(0, 256, (1, channels, side, side), dtype=torch.uint8)
             many = torch.randint(0, 256, (64, channels, side, side), dtype=torch.uint8)
             results = {name: ([], []) for name in runs}

@@ -31,7 +31,7 @@ def invoke(*args):
 def exported(crashed_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     folders = {}
-    for fmt in ("pt2", "onnx", "torchscript"):
+    for fmt in FORMATS:
         result = invoke("export", crashed_run, "--out", out / fmt, "--format", fmt)
         assert result.exit_code == 0, result.output
         assert "checked on" in result.output and "same top-1 answer 100.0%" in result.output
@@ -72,7 +72,9 @@ def test_every_format_is_written_checked_and_described(exported, crashed_run):
         assert f"trial `{best['trial_id']}`" in card
         assert ("stopped early by the sweep's ASHA after" in card) == bool(best["stopped_early"])
         assert {"pt2": "torch.export.load('model.pt2')", "onnx": "onnxruntime.InferenceSession('model.onnx')",
-                "torchscript": "torch.jit.load('model.pt')"}[fmt] in card
+                "torchscript": "torch.jit.load('model.pt')",
+                "aoti": "torch._inductor.aoti_load_package('model_aoti.pt2')"}[fmt] in card
+        assert ("Native code for" in card) == (fmt == "aoti")
         assert re.search(r"^\|\s+9\s+\|\s+\d+\s+\|", card, re.M), "a per-class accuracy row of class 9"
 
 
@@ -113,7 +115,7 @@ def test_predict_skips_what_is_not_an_image_and_says_so(exported, crashed_run, t
     _digit_png(folder / "cut.png", 1)
     data = (folder / "cut.png").read_bytes()
     (folder / "cut.png").write_bytes(data[:len(data) // 2])  # truncated
-    for model in (exported["pt2"], exported["onnx"], exported["torchscript"], crashed_run):
+    for model in (*exported.values(), crashed_run):
         result = CliRunner().invoke(app, ["predict", str(model), str(folder), "--format", "json", "--top-k", "2"])
         assert result.exit_code == 1, result.output  # something was skipped
         assert "Traceback" not in result.output
@@ -127,11 +129,21 @@ def test_predict_skips_what_is_not_an_image_and_says_so(exported, crashed_run, t
     assert clean.exit_code == 0 and "digit6.png" in clean.output and "class_1" in clean.output
 
 
+def test_the_aoti_package_answers_as_the_pt2_program_at_any_batch(exported):
+    import torch
+
+    program = torch.export.load(str(exported["pt2"] / "model.pt2")).module()
+    package = torch._inductor.aoti_load_package(str(exported["aoti"] / "model_aoti.pt2"))
+    for batch in (1, 3, 70):  # the batch is dynamic in the compiled code too
+        images = torch.randint(0, 256, (batch, 1, 16, 16), dtype=torch.uint8)
+        assert torch.allclose(package(images), program(images), atol=1e-5)
+
+
 def test_export_refuses_with_one_line(crashed_run, tmp_path):
     for args, message in (
         (["--trial", "nope"], "--trial nope: no such trial"),
         (["--max-latency-ms", "0.000001"], "--max-latency-ms 1e-06: no trial fits; the smallest is"),
-        (["--format", "tflite"], "--format tflite: use one of pt2, onnx, torchscript"),
+        (["--format", "tflite"], "--format tflite: use one of pt2, aoti, onnx, torchscript"),
     ):
         result = invoke("export", crashed_run, "--out", tmp_path / "x", *args)
         assert result.exit_code == 2 and message in result.output, result.output
