@@ -67,7 +67,7 @@ def test_what_slurm_refuses_is_one_line_and_leaves_nothing(slurm, tmp_path):
 def test_a_sweep_on_slurm_survives_its_time_limit_and_a_scancel(slurm, tmp_path):
     runs = slurm.root / "runs"
     script = slurm.root / "s.sbatch"
-    done = sweep(slurm, "slurm", preset(tmp_path, trials=6, epochs=6, sweep={"concurrency": 2}), "--nodes", "2",
+    done = sweep(slurm, "slurm", preset(tmp_path, trials=6, epochs=4, sweep={"concurrency": 2}), "--nodes", "2",
                  "--no-early-stopping",
                  "--cpus-per-node", "1", "--storage", str(runs), "--name", "s", "--script", str(script), "--seed", "3")
     assert done.returncode == 0, done.stdout + done.stderr
