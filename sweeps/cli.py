@@ -8,7 +8,7 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,7 @@ from trainer.metrics import EPOCH_METRICS
 
 if TYPE_CHECKING:  # the engine imports Ray: loaded only by the commands that run a sweep
     from sweeps.engine.driver import SweepSummary
+    from sweeps.runfolder.plan import SweepPlan
 
 app = typer.Typer(help="Hyperparameter sweeps of ResNet image classifiers on Ray Tune (Optuna search + ASHA).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -189,6 +190,18 @@ PriceOption = Annotated[float | None, typer.Option(
     help="Your price of a GPU-hour (of a CPU-hour for CPU trials), in USD: wins over the price table.")]
 
 
+def plan_of_options(preset: str, overrides: list[str] | None, storage: str | None, data_dir: Path | None,
+                    no_early_stopping: bool, **options: Any) -> SweepPlan:
+    """The plan of `sweep run` and `sweep slurm` from their shared options: the storage's default
+    ($RESWEEP_STORAGE, else ./runs) and the data folder made absolute (the trials run elsewhere)."""
+    from sweeps.planner import make_plan
+
+    return make_plan(load_preset(preset), overrides=list(overrides or []),
+                     storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs",
+                     data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
+                     early_stopping=not no_early_stopping, **options)
+
+
 @app.command()
 def run(
     preset: PresetArgument,
@@ -216,17 +229,13 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and exit.")] = False,
 ) -> None:
     """Run a preset as a sweep: Optuna search, ASHA early stopping, a checkpoint per epoch."""
-    from sweeps.planner import describe_plan, make_plan
+    from sweeps.planner import describe_plan
 
     with user_errors():
-        p = load_preset(preset)
-        plan = make_plan(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
-                              gpus=gpus_per_trial, cpus=cpus_per_trial,
-                              storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
-                              mlflow=mlflow, wandb=wandb, epochs=max_epochs,
-                              data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
-                              early_stopping=not no_early_stopping, warm_start=warm_start,
-                              instance=instance, price_per_hour=price_per_hour, budget=budget)
+        plan = plan_of_options(preset, overrides, storage, data_dir, no_early_stopping, samples=samples,
+                               concurrency=concurrency, gpus=gpus_per_trial, cpus=cpus_per_trial, name=name,
+                               seed=seed, mlflow=mlflow, wandb=wandb, epochs=max_epochs, warm_start=warm_start,
+                               instance=instance, price_per_hour=price_per_hour, budget=budget)
         if plan.warm_start is not None and not dry_run:
             from sweeps.warmstart import describe
 
@@ -304,19 +313,14 @@ def slurm(
     """Run a preset as a sweep on a SLURM cluster: write the run's plan and a job script that
     starts Ray across the allocation and drives the sweep, then submit it. Submitting the same
     script again continues the sweep (after a time limit or a scancel)."""
-    from sweeps.planner import make_plan
     from sweeps.runfolder.plan import check_unused, create_run
     from sweeps.slurm import allocation_for, job_script
 
     with user_errors():
-        p = load_preset(preset)
-        plan = make_plan(p, overrides=list(overrides or []), samples=samples, concurrency=concurrency,
-                         gpus=gpus_per_trial, cpus=cpus_per_trial,
-                         storage=storage or os.environ.get("RESWEEP_STORAGE") or "runs", name=name, seed=seed,
-                         mlflow=mlflow, wandb=wandb, epochs=max_epochs,
-                         data_dir=str(data_dir.expanduser().resolve()) if data_dir is not None else None,
-                         early_stopping=not no_early_stopping, warm_start=warm_start,
-                         price_per_hour=price_per_hour, budget=budget)
+        plan = plan_of_options(preset, overrides, storage, data_dir, no_early_stopping, samples=samples,
+                               concurrency=concurrency, gpus=gpus_per_trial, cpus=cpus_per_trial, name=name,
+                               seed=seed, mlflow=mlflow, wandb=wandb, epochs=max_epochs, warm_start=warm_start,
+                               price_per_hour=price_per_hour, budget=budget)
         allocation = allocation_for(plan, nodes, gpus_per_node, cpus_per_node, time, partition, account, grace)
         problem = check_writable(plan.storage)
         if problem:
