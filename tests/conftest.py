@@ -134,3 +134,37 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
         entries.append([json.dumps(meta), json.dumps(run_meta)])
     (root / "experiment_state-2026-11-23_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
     return plan, root
+
+
+# --- the session's order: modules without slow tests first, with the benchmark smoke runs
+# (tests/smoke.py) in the background; the modules with slow tests once those have ended, so that
+# a test whose faults are timed by a sweep's progress never shares the machine; test_benchmarks last.
+
+def _has_slow(items) -> set[str]:
+    return {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    slow = _has_slow(items)
+    items.sort(key=lambda item: (item.module.__name__ == "test_benchmarks", item.module.__name__ in slow))
+
+
+def pytest_collection_finish(session):
+    if not session.config.option.collectonly and any(
+            item.module.__name__ == "test_benchmarks" and "test_benchmark_runs" in item.name for item in session.items):
+        from smoke import SmokeRuns
+
+        session.config.smoke_runs = SmokeRuns()
+        session.config.slow_modules = _has_slow(session.items) - {"test_benchmarks"}
+
+
+def pytest_runtest_setup(item):
+    runs = getattr(item.config, "smoke_runs", None)
+    if runs is not None and item.module.__name__ in item.config.slow_modules:
+        runs.wait()  # once: later calls return at once
+
+
+def pytest_unconfigure(config):
+    runs = getattr(config, "smoke_runs", None)
+    if runs is not None:
+        runs.close()
