@@ -67,6 +67,26 @@ def report(run_path: RunPath,
 
 
 @app.command()
+def schedule(run_path: RunPath,
+             trial: Annotated[str | None, typer.Option(help="The member whose schedule to print (default: the best).")]
+             = None) -> None:
+    """The schedule population-based training found (the best member's values at every epoch of
+    its lineage), as a `sweep train` command and a preset's train section that replay it alone."""
+    from sweeps.errors import RunFolderError, SweepError
+    from sweeps.runfolder.run import load_run
+    from sweeps.runfolder.schedule import found_schedule
+
+    with user_errors((SweepError, RunFolderError)):
+        run = load_run(run_path)
+        found = found_schedule(run, trial)
+    typer.echo(f"schedule of trial {found.trial_id} ({run.metric} {found.value:.4g}; its weights: "
+               f"{found.describe_lineage()})")
+    typer.echo(found.command(run))
+    typer.echo("# or, in a preset:")
+    typer.echo(found.snippet())
+
+
+@app.command()
 def curves(run_path: RunPath,
            out: Annotated[Path, typer.Option("-o", "--out", help="PNG file to write.")],
            top: Annotated[int, typer.Option(help="Trials to draw, best first.")] = 5) -> None:

@@ -238,3 +238,37 @@ def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, path: Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def population(history: pd.DataFrame, trial_ids: list[str], stretches: list[tuple[int, int, str]], path: Path,
+               colours: dict[str, tuple] | None = None) -> Path:
+    """Population-based training: every member's learning rate over the epochs of its lineage
+    (left), and the lineage of the best member (right): which member's row trained which
+    stretch of epochs of its weights (`stretches`, (first, last, trial))."""
+    colours = colours or trial_colours(trial_ids)
+    fig, (lr_ax, tree) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for trial_id in trial_ids:
+        rows = history[history["trial_id"] == trial_id].sort_values("epoch")
+        lr_ax.step(rows["epoch"], rows["epoch_lr"], where="post", marker=".", label=trial_id,
+                   color=colours.get(trial_id))
+    lr_ax.set_yscale("log")
+    lr_ax.set_xlabel("epoch")
+    lr_ax.set_title("learning rate of every member")
+    lr_ax.grid(alpha=0.3)
+    lr_ax.legend(fontsize=8)
+    place = {trial_id: i for i, trial_id in enumerate(trial_ids)}
+    for trial_id in trial_ids:
+        tree.axhline(place[trial_id], color=colours.get(trial_id), alpha=0.25, lw=6)
+    previous = None
+    for first, last, trial_id in stretches:
+        y = place.get(trial_id, len(place))
+        tree.plot([first - 0.5, last + 0.5], [y, y], color="black", lw=2.5)
+        if previous is not None:
+            tree.annotate("", xy=(first - 0.5, y), xytext=(first - 0.5, previous),
+                          arrowprops={"arrowstyle": "->", "lw": 1.5})
+        previous = y
+    tree.set_yticks(range(len(trial_ids)), trial_ids, fontsize=8)
+    tree.set_xlabel("epoch")
+    tree.set_title("the best member's weights: who trained which epochs")
+    tree.grid(alpha=0.3, axis="x")
+    return _save(fig, path)

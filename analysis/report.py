@@ -353,6 +353,33 @@ def gradcam_section(ev: TestEvaluation, images: np.ndarray, wrong: np.ndarray, o
 
 # The report's sections, in the order they are written. A new section is a function of the
 # Context returning its markdown lines, listed here.
+def population_section(c: Context) -> list[str]:
+    """Population-based training: the members' learning rates, the best's lineage and its schedule."""
+    from sweeps.errors import SweepError
+    from sweeps.runfolder.schedule import found_schedule
+
+    run = c.run
+    if not run.plan.population or run.history.empty:
+        return []
+    try:
+        found = found_schedule(run)
+    except SweepError as err:
+        return ["## Population-based training", "", f"No schedule yet: {err}.", ""]
+    members = list(run.ranked()["trial_id"])
+    plots.population(run.history, members, found.trained_by(), c.out / "population.png",
+                     plots.trial_colours(members))
+    taken = sum(1 for _, r in run.history.iterrows() if str(r.get("lineage") or "nan") != "nan"
+                and r.get("replayed")) if "lineage" in run.history else 0
+    stretches = found.describe_lineage(quote="`")
+    return ["## Population-based training", "",
+            f"{run.plan.stopping_rule}. Every member's learning rate over the epochs of its weights, and who "
+            f"trained the best member's weights ({stretches}):", "", "![population](population.png)", "",
+            f"The best member's schedule, replayed alone from scratch (`analysis schedule {run.path}`):", "",
+            "```", found.command(run), "```", "",
+            *([f"{taken} epochs in the members' results are inherited ones (replayed from the weights they took)."]
+              if taken else []), ""]
+
+
 SECTIONS: list[Callable[[Context], list[str]]] = [
     summary_section, warm_start_section, top_trials_section, pareto_section, curves_section,
-    hyperparameters_section, best_model_section]
+    population_section, hyperparameters_section, best_model_section]

@@ -66,6 +66,18 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
     if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()) or cpu <= 0:
         raise SweepError(f"--gpus-per-trial {gpu} / --cpus-per-trial {cpu}: need gpu >= 0 "
                          "(a fraction below 1 or whole GPUs) and cpu > 0")
+    if p.scheduler != "asha" and (samples or p.trials) < 2:
+        raise SweepError(f"--samples {samples}: {p.scheduler} needs a population of at least 2 members")
+    if p.scheduler != "asha" and not p.perturbation_interval < base.epochs:
+        raise SweepError(f"epochs {base.epochs}: {p.scheduler} decides every {p.perturbation_interval} epochs, so "
+                         f"train more than that (--max-epochs)")
+    if p.scheduler != "asha" and concurrency:
+        raise SweepError(f"--concurrency {concurrency}: {p.scheduler} trains its members as resources allow, those "
+                         f"that do not fit taking turns; leave it out")
+    if p.scheduler != "asha" and set(p.search) & set_keys:
+        fixed = sorted(set(p.search) & set_keys)[0]
+        raise SweepError(f"--set {fixed}: {p.scheduler} changes {fixed} between epochs; leave it searched, or fix it "
+                         f"in a preset with scheduler asha")
     if p.grace_period > base.epochs:
         raise SweepError(f"epochs {base.epochs} is below the preset's ASHA grace period {p.grace_period}; "
                          f"train at least {p.grace_period} epochs (--max-epochs or --set epochs)")
@@ -83,7 +95,10 @@ def make_plan(p: Preset, overrides: list[str], samples: int | None, concurrency:
                      name=name or f"{p.name}-{time.strftime('%Y%m%d-%H%M%S')}", overrides=list(overrides),
                      created=time.time(), mlflow=p.mlflow if mlflow is None else mlflow,
                      wandb=p.wandb if wandb is None else wandb, objectives=dict(p.objectives),
-                     early_stopping=early_stopping, early_stopping_by=p.early_stopping, setting=setting)
+                     early_stopping=early_stopping and p.scheduler == "asha", early_stopping_by=p.early_stopping,
+                     setting=setting, scheduler=p.scheduler,
+                     perturbation_interval=p.perturbation_interval if p.scheduler != "asha" else 0,
+                     quantile=p.quantile if p.scheduler != "asha" else 0.0)
     worker = find_worker() if gpu > 0 else None  # a CPU sweep's trials are not on the cluster's GPU workers
     instance = instance or (worker.instance if worker and worker.instance in INSTANCES else "")
     price, source = plan_price(instance, price_per_hour or p.price_per_hour or None, worker)
@@ -172,4 +187,3 @@ def describe_plan(plan: SweepPlan) -> str:
                      f"it fits, and at the limit the running trials stop after the epoch they are in "
                      f"(`sweep resume RUN --budget ...` goes on)")
     return "\n".join(lines)
-

@@ -13,7 +13,10 @@
                 # objectives: {val_acc: max, latency_ms: min} (two or more; the first is the metric),
                 # early_stopping: all-objectives (several objectives: ASHA ranks every one, the default)
                 # | first-objective (ASHA ranks the first alone),
-                # budget: 25usd | 6gpu-h (never passed: sweeps/budget.py), price_per_hour: USD per GPU-hour
+                # budget: 25usd | 6gpu-h (never passed: sweeps/budget.py), price_per_hour: USD per GPU-hour,
+                # scheduler: asha (the default) | pbt | pb2 (population-based training, sweeps.engine.population:
+                # the search space's keys are what it changes, within their ranges) with perturbation_interval
+                # (epochs between its decisions) and quantile (the share of members that take others' weights)
       trials: 16
     resources:  # per trial: gpu (fractions allowed, 0 = CPU only), cpu
       gpu: 1
@@ -39,12 +42,14 @@ from sweeps.budget import BudgetLimit
 from sweeps.errors import SweepError
 from sweeps.search import DISTRIBUTIONS, Param
 from sweeps.stopping import ALL_OBJECTIVES, RULES
-from trainer.config import CHOICES, KEYS, ConfigError, TrainConfig, coerce, from_dict
+from trainer.config import CHOICES, KEYS, MUTABLE, ConfigError, TrainConfig, coerce, from_dict
 from trainer.metrics import OBJECTIVES, RANKED
 
 TOP_KEYS = ("description", "source", "train", "search", "initial", "sweep", "resources", "tracking")
 SWEEP_KEYS = {"trials": int, "grace_period": int, "reduction_factor": float, "metric": str, "mode": str,
-              "concurrency": int, "budget": str, "price_per_hour": float, "early_stopping": str}
+              "concurrency": int, "budget": str, "price_per_hour": float, "early_stopping": str, "scheduler": str,
+              "perturbation_interval": int, "quantile": float}
+SCHEDULERS = ("asha", "pbt", "pb2")  # ASHA early stopping (or none); population-based training, PB2 its GP-bandit form
 RESOURCE_KEYS = {"gpu": float, "cpu": float}
 TRACKING_KEYS = {"mlflow": str, "wandb": str}
 
@@ -80,6 +85,9 @@ class Preset:
     early_stopping: str = ALL_OBJECTIVES
     budget: str = ""  # the sweep's limit, "25usd" or "6gpu-h" (sweeps.budget); "": none
     price_per_hour: float = 0.0  # the user's USD per GPU-hour (per CPU-hour for CPU trials); 0: the table's
+    scheduler: str = "asha"  # asha | pbt | pb2 (SCHEDULERS)
+    perturbation_interval: int = 2  # pbt/pb2: epochs between a member's decisions
+    quantile: float = 0.25  # pbt/pb2: the lowest share takes the weights of the highest share
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,7 +110,9 @@ class Preset:
                       "concurrency": self.concurrency, **({"objectives": self.objectives} if self.objectives else {}),
                       **({"early_stopping": self.early_stopping} if self.early_stopping != ALL_OBJECTIVES else {}),
                       **({"budget": self.budget} if self.budget else {}),
-                      **({"price_per_hour": self.price_per_hour} if self.price_per_hour else {})},
+                      **({"price_per_hour": self.price_per_hour} if self.price_per_hour else {}),
+                      **({"scheduler": self.scheduler, "perturbation_interval": self.perturbation_interval,
+                          "quantile": self.quantile} if self.scheduler != "asha" else {})},
             "resources": {"gpu": self.gpu, "cpu": self.cpu},
             **({"tracking": {k: v for k, v in (("mlflow", self.mlflow), ("wandb", self.wandb)) if v}}
                if self.mlflow or self.wandb else {}),
@@ -263,12 +273,50 @@ def parse_preset(data: Any, name: str, path: str) -> Preset:
                           f"{preset.max_epochs}")
     if not 0 <= preset.price_per_hour < math.inf:
         raise PresetError(f"{path}: sweep.price_per_hour={preset.price_per_hour!r} must be a number above 0")
+    if preset.scheduler not in SCHEDULERS:
+        raise PresetError(f"{path}: sweep.scheduler={preset.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+    if preset.scheduler != "asha":
+        _check_population(preset, path)
     if preset.budget:
         try:  # its form here; whether it fits the sweep (its unit, a price for money), in its plan
             BudgetLimit.read(preset.budget, option=f"{path}: sweep.budget")
         except SweepError as err:
             raise PresetError(str(err)) from None
     return preset
+
+
+def _check_population(preset: Preset, path: str) -> None:
+    """Population-based training changes the searched keys between epochs, within their ranges:
+    each must be one the trainer can change then (trainer.config.MUTABLE), over a range."""
+    name = preset.scheduler
+    if preset.objectives:
+        raise PresetError(f"{path}: sweep.scheduler={name} ranks its members by one metric; drop sweep.objectives "
+                          f"or use scheduler asha")
+    if not preset.search:
+        raise PresetError(f"{path}: sweep.scheduler={name} changes the searched keys; search at least one of "
+                          f"{', '.join(MUTABLE)}")
+    for key, param in preset.search.items():
+        if key not in MUTABLE:
+            raise PresetError(f"{path}: search.{key}: {name} changes only {', '.join(MUTABLE)} between epochs; fix "
+                              f"{key} under train:, or use scheduler asha")
+        if param.kind not in ("loguniform", "uniform"):
+            raise PresetError(f"{path}: search.{key}: {name} perturbs a value within a range; write "
+                              f"{{loguniform: [low, high]}} or {{uniform: [low, high]}}")
+    if "lr" in preset.search and preset.train.scheduler != "constant":
+        raise PresetError(f"{path}: {name} sets lr between epochs, which train.scheduler={preset.train.scheduler} "
+                          f"also sets; use train.scheduler: constant (the schedule is what {name} finds)")
+    if preset.train.head_epochs:
+        raise PresetError(f"{path}: {name} trains one phase; set train.head_epochs: 0")
+    if preset.trials < 2:
+        raise PresetError(f"{path}: sweep.scheduler={name} needs a population: sweep.trials >= 2")
+    if preset.concurrency:
+        raise PresetError(f"{path}: sweep.concurrency: {name} trains its members as resources allow, those that do "
+                          f"not fit taking turns; leave concurrency out")
+    if not 1 <= preset.perturbation_interval < preset.max_epochs:
+        raise PresetError(f"{path}: sweep.perturbation_interval={preset.perturbation_interval} must be at least 1 "
+                          f"and below train.epochs={preset.max_epochs}")
+    if not 0 < preset.quantile <= 0.5:
+        raise PresetError(f"{path}: sweep.quantile={preset.quantile} must be above 0 and at most 0.5")
 
 
 def _objectives(path: str, sweep: dict[str, Any]) -> dict[str, str]:

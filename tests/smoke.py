@@ -29,9 +29,10 @@ SMOKE = {
     "peers.py": ["--smoke-test"],
     "search_settings.py": ["--seeds", "2", "--trials", "8"],
     "cost_estimate.py": ["--samples", "2", "--epochs", "2", "--seeds", "1"],
+    "pbt.py": ["--problems", "digits-folder", "--seeds", "1", "--trials", "2", "--epochs", "2", "--interval", "1"],
 }
 # each half a minute or more at smoke size (real sweeps on Ray): started first, so the two lanes end together
-LONGEST = ["orchestration.py", "peers.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
+LONGEST = ["orchestration.py", "pbt.py", "peers.py", "warm_start.py", "sweep_efficiency.py", "multi_objective.py",
            "storage_sync.py", "cost_estimate.py"]
 
 

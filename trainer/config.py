@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, get_type_hints
 
 from .catalog import BY_NAME as CATALOG
@@ -33,6 +33,10 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 DATA_PATHS = ("tensor", "pil")
 SYNTHETIC_REGIONS = ("center", "top_left", "bottom_right", "anywhere")
+# Keys a run may change between epochs without rebuilding its model or optimizer: `epoch_values`
+# schedules them, population-based training (sweeps.engine.population) perturbs them, and a run
+# resumed with new values of them goes on under those (lr: with the constant schedule alone).
+MUTABLE = ("lr", "weight_decay", "momentum", "label_smoothing")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "model": MODELS,
@@ -105,6 +109,10 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format (faster on GPU and CPU: benchmarks/cpu_step.py)
     eval_test: bool = True  # evaluate the final model on the test split
     measure_cost: bool = True  # report params, FLOPs and inference latency with the first epoch (trainer.cost)
+    # values of MUTABLE keys from an epoch on, "EPOCH:key=value,key=value;EPOCH:..." (1: the first
+    # epoch); the rest of the run keeps the values above. A schedule population-based training
+    # found, replayed (`analysis schedule` prints it); lr in it needs scheduler=constant
+    epoch_values: str = ""
 
     def validate(self) -> TrainConfig:
         for key, allowed in CHOICES.items():
@@ -140,6 +148,21 @@ class TrainConfig:
         if self.model in ("resnet9", "resnet18_cifar") and (self.pretrained or self.head != "linear"):
             raise ConfigError(f"model={self.model} has no ImageNet weights and only a linear head; "
                               "set pretrained=false head=linear, or pick a torchvision resnet")
+        if self.epoch_values:
+            changes = parse_epoch_values(self.epoch_values)
+            if self.head_epochs:
+                raise ConfigError("epoch_values schedules a one-phase run; set head_epochs=0")
+            if any("lr" in values for values in changes.values()) and self.scheduler != "constant":
+                raise ConfigError(f"epoch_values sets lr, which scheduler={self.scheduler} also sets; "
+                                  f"use scheduler=constant")
+            late = [epoch for epoch in changes if epoch > self.epochs]
+            if late:
+                raise ConfigError(f"epoch_values names epoch {late[0]}, past epochs={self.epochs}")
+            for epoch, values in changes.items():
+                try:  # each value within its key's bounds
+                    from_dict(values, base=replace(self, epoch_values=""))
+                except ConfigError as err:
+                    raise ConfigError(f"epoch_values, epoch {epoch}: {err}") from None
         if (self.head_epochs or self.freeze_backbone) and self.model in ("resnet9", "resnet18_cifar"):
             raise ConfigError(f"head_epochs/freeze_backbone need a backbone/head split: "
                               f"use a torchvision resnet, not model={self.model}")
@@ -147,6 +170,51 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_epoch_values(text: str) -> dict[int, dict[str, float]]:
+    """`epoch_values` as {epoch: {key: value}}, epochs in order; ConfigError (one line) where it
+    is malformed. Nothing in it is evaluated: numbers are read as numbers."""
+    example = "for example epoch_values=1:lr=0.05;4:lr=0.01,weight_decay=0.0001"
+    changes: dict[int, dict[str, float]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        epoch_text, sep, assignments = part.partition(":")
+        if not sep or not epoch_text.strip().isdigit() or int(epoch_text) < 1:
+            raise ConfigError(f"epoch_values: {part!r} is not EPOCH:key=value (epochs count from 1); {example}")
+        values: dict[str, float] = {}
+        for item in (a.strip() for a in assignments.split(",")):
+            key, sep, raw = item.partition("=")
+            key = key.strip()
+            if not sep or key not in MUTABLE:
+                raise ConfigError(f"epoch_values: {item!r} in epoch {int(epoch_text)}: give key=value with a key "
+                                  f"of {', '.join(MUTABLE)}; {example}")
+            try:
+                values[key] = coerce(key, raw.strip())
+            except ConfigError as err:
+                raise ConfigError(f"epoch_values, epoch {int(epoch_text)}: {err}") from None
+        if int(epoch_text) in changes:
+            raise ConfigError(f"epoch_values names epoch {int(epoch_text)} twice; {example}")
+        changes[int(epoch_text)] = values
+    return dict(sorted(changes.items()))
+
+
+def values_at(config: TrainConfig, epoch: int) -> dict[str, float]:
+    """The MUTABLE values epoch `epoch` (1-based) trains with: the config's own, then every
+    `epoch_values` change up to it."""
+    values = {key: getattr(config, key) for key in MUTABLE}
+    for start, change in parse_epoch_values(config.epoch_values).items():
+        if start <= epoch:
+            values.update(change)
+    return values
+
+
+def format_epoch_values(changes: dict[int, dict[str, float]]) -> str:
+    """`epoch_values` text of {epoch: {key: value}}; floats written exactly (repr), so the text
+    reads back to the same numbers."""
+    return ";".join(f"{epoch}:" + ",".join(f"{k}={float(v)!r}" for k, v in values.items())
+                    for epoch, values in sorted(changes.items()) if values)
 
 
 KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -246,4 +314,4 @@ def apply_overrides(config: TrainConfig, items: list[str]) -> TrainConfig:
 
 
 __all__ = ["TrainConfig", "ConfigError", "from_dict", "apply_overrides", "parse_override", "coerce", "KEYS",
-           "CHOICES"]
+           "CHOICES", "MUTABLE", "parse_epoch_values", "values_at", "format_epoch_values"]

@@ -9,6 +9,7 @@ exactly: weights, optimizer, schedule, epoch, phase and RNG states.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -22,13 +23,13 @@ from torch import nn
 
 from .augment import EvalTransform, PilEvalTransform, PilTrainTransform, TrainTransform
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
-from .config import ConfigError, TrainConfig, from_dict
+from .config import MUTABLE, ConfigError, TrainConfig, from_dict, values_at
 from .cost import measure_cost
 from .data import BatchLoader, DataBundle, Loader, PilLoader, Split
 from .datasets import load_data
 from .errors import DIVERGED, OUT_OF_MEMORY, TrainerError
 from .models import build_model, set_backbone_trainable, train_mode
-from .optim import Schedule, build_optimizer, build_schedule, l1_penalty
+from .optim import Schedule, build_optimizer, build_schedule, l1_penalty, set_values
 
 SaveFn = Callable[[Path], Path]
 ReportFn = Callable[[dict[str, Any], SaveFn], None]
@@ -180,13 +181,15 @@ RESUMABLE_CHANGES = {"data_dir", "download", "device", "num_workers", "eval_test
 def check_resumable(saved: dict[str, Any], config: TrainConfig) -> None:
     """Refuse to continue a checkpoint under a config that would not continue the same run."""
     current = config.to_dict()
-    changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in RESUMABLE_CHANGES)
+    changed = sorted(k for k in current if k in saved and saved[k] != current[k] and k not in RESUMABLE_CHANGES
+                     and not (k in MUTABLE and (k != "lr" or config.scheduler == "constant")))
     if changed == ["epochs"] and config.scheduler in ("constant", "step", "plateau", "cyclic"):
         return  # these schedules do not depend on the run's length: training longer is fine
     if changed:
         shown = ", ".join(f"{k}={saved[k]!r}" for k in changed[:4])
         raise ConfigError(f"the checkpoint was trained with {shown}; resume with the same values "
-                          f"(a changed epochs count needs a constant, step, plateau or cyclic schedule)")
+                          f"(a changed epochs count needs a constant, step, plateau or cyclic schedule; a changed "
+                          f"lr, the constant one)")
 
 
 def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path | dict | None = None,
@@ -217,12 +220,13 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
     if config.channels_last:  # faster on GPUs and CPUs alike (benchmarks/cpu_step.py)
         model = model.to(memory_format=torch.channels_last)
 
-    start_epoch, history = 0, []
+    start_epoch, history, lineage = 0, [], []
     state = load_checkpoint(resume_from, map_location=device) if isinstance(resume_from, (str, Path)) else resume_from
     if state is not None:
         check_resumable(state["config"], config)
         model.load_state_dict(state["model"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
+        lineage = list(state.get("lineage", []))  # [epoch, trial] pairs: whose weights it took, when (PBT)
     phase = Phase(phase_of(start_epoch, config), config, model, len(train_loader))
     if state is not None:
         phase.optimizer.load_state_dict(state["optimizer"])
@@ -238,10 +242,15 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
         for epoch in range(start_epoch, config.epochs):
             if phase_of(epoch, config) != phase.index:
                 phase = Phase(phase_of(epoch, config), config, model, len(train_loader))
+            values: dict[str, Any] = values_at(config, epoch + 1)
+            if not (config.head_epochs and phase.index == 0):  # the head phase keeps its own optimizer's
+                set_values(phase.optimizer, phase.schedule, values, lr=config.scheduler == "constant")
+            epoch_config = dataclasses.replace(config, **values)
             lr = phase.optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
-            metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "epoch_lr": lr}
-            metrics.update(train_one_epoch(model, train_loader, phase, config, device))
+            metrics = {"epoch": epoch + 1, "phase": phase.index if config.head_epochs else 1, "epoch_lr": lr,
+                       **{f"epoch_{k}": float(values[k]) for k in MUTABLE if k != "lr"}}
+            metrics.update(train_one_epoch(model, train_loader, phase, epoch_config, device))
             metrics.update(evaluate(model, val_loader, config, device))
             if not math.isfinite(metrics["train_loss"]) or not math.isfinite(metrics["val_loss"]):
                 raise DivergedError(f"loss diverged to {metrics['train_loss']} in epoch {epoch + 1} "
@@ -263,7 +272,7 @@ def train(config: TrainConfig, report: ReportFn | None = None, resume_from: Path
                     "rng": _rng_state(device), "data_generator": data_gen.get_state(),
                     "augment_generator": augment_gen.get_state(), "config": config.to_dict(),
                     "history": list(_history), "classes": list(data.classes), "mean": list(data.mean),
-                    "std": list(data.std),
+                    "std": list(data.std), "lineage": lineage,
                 }
                 return save_checkpoint(checkpoint, Path(folder) / CHECKPOINT_FILE)
 

@@ -29,6 +29,10 @@ EPOCH_METRICS = (
     Metric("epoch", "epoch", column="epoch", fmt="d"),  # 1-based, counted over both phases
     Metric("phase", "phase", fmt="d"),  # 1: whole network (or head only while head_epochs last); 2: fine-tuning
     Metric("epoch_lr", "learning rate at the epoch's start", tag="learning_rate", column="lr", fmt=".3g"),
+    # the other values an epoch trained with (trainer.config.MUTABLE): epoch_values and PBT change them
+    Metric("epoch_weight_decay", "weight decay of the epoch", fmt=".3g"),
+    Metric("epoch_momentum", "momentum of the epoch", fmt=".3g"),
+    Metric("epoch_label_smoothing", "label smoothing of the epoch", fmt=".3g"),
     Metric("train_loss", "train loss", "min", "loss/train", "train_loss"),  # mean over the epoch's batches
     Metric("train_acc", "train accuracy", "max", "accuracy/train", "train_acc"),  # of augmented images
     Metric("val_acc", "validation accuracy", "max", "accuracy/val", "val_acc"),
@@ -47,6 +51,9 @@ EPOCH_METRICS = (
     Metric("latency_ms", "inference ms per image at batch 1", "min", fmt=".3g"),
     Metric("infer_img_s", "inference images per second at batch 64", "max", fmt=".0f"),
     Metric("peak_rss_mb", "peak resident memory of the trial's process, MiB", fmt=".0f"),  # added by a sweep trial
+    # added by a sweep trial under population-based training, once it has taken another's weights:
+    # "EPOCH:TRIAL;..." (the weights after epoch EPOCH came from trial TRIAL), oldest first
+    Metric("lineage", "whose weights the trial took, after which epoch"),
 )
 BY_NAME = {m.name: m for m in EPOCH_METRICS}
 COST = ("params", "gflops", "latency_ms", "infer_img_s")  # of the model, not of an epoch: a trial has one each

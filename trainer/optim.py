@@ -86,6 +86,21 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, *, lr: float, ep
     raise ConfigError(f"scheduler={name!r} is not known; allowed: {', '.join(SCHEDULERS)}")
 
 
+def set_values(optimizer: torch.optim.Optimizer, schedule: Schedule, values: dict[str, float], lr: bool) -> None:
+    """Train on with `values` (trainer.config.MUTABLE keys): weight decay and momentum (where the
+    optimizer has one) always; the learning rate where `lr` (the constant schedule, whose base it
+    also becomes: it steps back to its base every epoch)."""
+    for group in optimizer.param_groups:
+        group["weight_decay"] = values["weight_decay"]
+        if "momentum" in group:
+            group["momentum"] = values["momentum"]
+        if lr:
+            group["lr"] = values["lr"]
+    scheduler = schedule.scheduler
+    if lr and isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        scheduler.base_lrs = [values["lr"]] * len(optimizer.param_groups)
+
+
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of |w| over the trainable weights (project 004's L1 regulariser)."""
     return cast(torch.Tensor, sum(p.abs().sum() for p in model.parameters() if p.requires_grad))

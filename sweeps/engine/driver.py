@@ -10,8 +10,7 @@ import os
 import shlex
 import time
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Tune snapshots the sweep (trials, searcher) and copies its files and every trial's results
@@ -33,20 +32,25 @@ from sweeps.engine.budget import BudgetEnd, BudgetGate, attach
 from sweeps.engine.cluster import Cluster, check_reachable, find_cluster
 from sweeps.engine.progress import LiveProgress
 from sweeps.engine.reclaim import only_the_trials_own_failures_counted
-from sweeps.engine.schedulers import SnapshottingASHA, SnapshottingFIFO, SnapshottingParetoASHA
+from sweeps.engine.schedulers import (
+    SnapshottingASHA,
+    SnapshottingFIFO,
+    SnapshottingParetoASHA,
+    SnapshottingPopulation,
+)
 from sweeps.engine.tracking import TensorBoardLogger, check_trackers, tracking_callbacks
 from sweeps.engine.trial import run_trial
 from sweeps.errors import SweepError
 from sweeps.planner import with_budget
-from sweeps.presets import PresetError, load_preset
 from sweeps.prices import usd
 from sweeps.runfolder.claim import Claim
 from sweeps.runfolder.layout import (
     plan_file,
     trial_folder_name,
 )
-from sweeps.runfolder.plan import SweepPlan, check_unused
+from sweeps.runfolder.plan import SweepPlan, check_unused, train_command
 from sweeps.runfolder.run import Outcome, Run, load_run, plain
+from sweeps.runfolder.schedule import found_schedule
 from sweeps.runfolder.storage import (
     StoreError,
     check_writable,
@@ -143,7 +147,7 @@ def concurrency_for(plan: SweepPlan, local: bool) -> int:
 
 def make_trainable(plan: SweepPlan):
     trainable = tune.with_parameters(run_trial, base=plan.train, metric=plan.metric, mode=plan.mode,
-                                     run_path=plan.path)
+                                     run_path=plan.path, mutable=tuple(plan.search) if plan.population else ())
     resources = {"cpu": plan.cpu, "gpu": plan.gpu}
     return tune.with_resources(trainable, resources)
 
@@ -171,9 +175,15 @@ def make_searcher(plan: SweepPlan, concurrency: int, budget: Ledger | None = Non
     return ConcurrencyLimiter(BudgetGate(searcher, budget), max_concurrent=concurrency)
 
 
-def make_scheduler(plan: SweepPlan) -> SnapshottingASHA | SnapshottingParetoASHA | SnapshottingFIFO:
-    """The plan's early stopping (`plan.stopping_rule`). Rungs count `epoch`, which a trial resumed
-    from its own checkpoint reports truly (Tune's training_iteration starts again at 1 there)."""
+def make_scheduler(plan: SweepPlan) -> SnapshottingASHA | SnapshottingParetoASHA | SnapshottingFIFO \
+        | SnapshottingPopulation:
+    """The plan's early stopping (`plan.stopping_rule`), or its population-based training. Rungs
+    count `epoch`, which a trial resumed from its own checkpoint reports truly (Tune's
+    training_iteration starts again at 1 there)."""
+    if plan.population:
+        return SnapshottingPopulation(plan.metric, plan.mode, plan.perturbation_interval, plan.quantile,
+                                      plan.params(), plan.path, plan.max_epochs, plan.seed,
+                                      bayesian=plan.scheduler == "pb2")
     if not plan.early_stopping:
         return SnapshottingFIFO()
     if plan.pareto_stopping:
@@ -301,13 +311,18 @@ def _run_claimed(plan: SweepPlan, cluster: Cluster, resume: bool, reuse_actors: 
             restored.get_run_config().callbacks = callbacks
             config = restored._tune_config
             config.search_alg = attach(config.search_alg, config.scheduler, budget)
+            if isinstance(config.scheduler, SnapshottingPopulation):
+                config.scheduler.run_path = plan.path  # where the run is now: it may have moved since
         else:
             scheduler = make_scheduler(plan)
             scheduler.budget = budget
             tuner = Tuner(
                 trainable,
                 tune_config=TuneConfig(metric=plan.metric, mode=plan.mode,
-                                       search_alg=make_searcher(plan, concurrency, budget),
+                                       # a population's members are all created at once; as many
+                                       # train together as resources allow, the others take turns
+                                       search_alg=make_searcher(plan, plan.trials if plan.population
+                                                                else concurrency, budget),
                                        scheduler=scheduler, num_samples=plan.trials,
                                        reuse_actors=reuse_actors,  # the ConcurrencyLimiter caps concurrency
                                        trial_dirname_creator=trial_dirname),
@@ -396,6 +411,15 @@ def summarize(plan: SweepPlan, interrupted: bool = False, budget_reached: bool =
     best = None if row is None else Best(trial_id=row["trial_id"], value=float(row[plan.metric]),
                                          epochs=int(row["epochs_trained"]),
                                          params={k: plain(row[k]) for k in plan.search})
+    command = train_command(plan, best.params) if best else None
+    if best and plan.population:  # the best member's values changed as it trained: its schedule replayed
+        try:
+            found = found_schedule(run, best.trial_id)
+            command = found.command(run)
+            # its values at its last epoch, not the ones it was sampled with
+            best = replace(best, params={**found.start, **{k: v for c in found.changes.values() for k, v in c.items()}})
+        except SweepError:
+            pass  # its epochs are not all in the run folder: the run's summary says it is unfinished
     outcome = run.outcome()
     cost = ""
     if plan.price_per_hour:
@@ -406,7 +430,7 @@ def summarize(plan: SweepPlan, interrupted: bool = False, budget_reached: bool =
                      f"{plan.amount(plan.estimate_most_hours)})")
     return SweepSummary(path=plan.path, metric=plan.metric, outcome=outcome, best=best,
                         interrupted=not budget_reached and (interrupted or bool(outcome.unfinished)),
-                        train_command=train_command(plan, best.params) if best else None,
+                        train_command=command,
                         finished=int((run.trials["status"] == "TERMINATED").sum()) if not run.trials.empty else 0,
                         cost=cost, budget=budget_line(plan, run, best) if budget_reached else "")
 
@@ -431,23 +455,3 @@ def budget_line(plan: SweepPlan, run: Run, best: Best | None) -> str:
     return (f"budget reached: {plan.amount(run.trial_hours)} of {plan.amount(plan.budget_hours)} spent, {epochs} "
             f"epochs in {len(run.trials)} trials; it bought {bought}; to go on: sweep resume {shlex.quote(plan.path)} "
             f"--budget {suggested}")
-
-
-def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
-    """The `sweep train` command line that trains `params` alone: the preset, then a --set for
-    every training key the sweep changed (by --set, --max-epochs, --seed) and --data-dir."""
-    from sweeps.presets import preset_dir
-
-    preset_file = Path(plan.preset_path).resolve()  # absolute: the command works from any folder
-    shipped = preset_file.parent == preset_dir().resolve()
-    try:
-        preset_train = load_preset(str(preset_file)).train.to_dict()
-    except PresetError:  # moved or edited since: the sweep's whole training config
-        preset_train = {}
-    changed = {k: v for k, v in plan.train.items() if v != preset_train.get(k) and k not in params and k != "data_dir"}
-    sets = [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in {**changed, **params}.items()]
-    data_dir = ["--data-dir", plan.train["data_dir"]] if plan.train.get("data_dir") != preset_train.get("data_dir") \
-        else []
-    return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file), *data_dir,
-                       *(part for item in sets for part in ("--set", item))])
-

@@ -15,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from sweeps.budget import Ledger
 from sweeps.engine.archive import SNAPSHOT_SPACING, write_archive
+from sweeps.engine.population import Population
 from sweeps.runfolder.layout import result_file
 from sweeps.runfolder.results import parse_results
 from sweeps.stopping import ParetoRungs, rungs
@@ -172,3 +173,7 @@ class SnapshottingParetoASHA(_Budgeted, _SnapshotNewTrials, _LearnFinished, Pare
 
 class SnapshottingFIFO(_Budgeted, _SnapshotNewTrials, FIFOScheduler):
     pass
+
+
+class SnapshottingPopulation(_Budgeted, _SnapshotNewTrials, Population):
+    """Population-based training (sweeps.engine.population)."""

@@ -123,6 +123,9 @@ class TrialFolder:
             upload_file(file, join(target, CHECKPOINT_FILE), wait=window if wait is None else min(wait, window))
         return name
 
+    def remove(self, epoch: int) -> None:
+        delete(join(self.path, checkpoint_name(epoch)), folder=True)
+
     def prune(self, keep: set[int]) -> None:
         """Delete the checkpoints of every epoch but `keep`."""
         for epoch in self.epochs():
@@ -140,8 +143,17 @@ def best_epoch(history: list[dict[str, Any]], epochs: list[int], metric: str, mo
     return max(candidates, key=lambda e: (sign * values[e], e))
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str, run_path: str) -> None:
-    """One Tune trial: train the preset's config with the sampled `params`, reporting every epoch."""
+def lineage_text(lineage: list) -> str:
+    """A checkpoint's lineage ([epoch, trial] pairs) as result rows carry it: "EPOCH:TRIAL;..."."""
+    return ";".join(f"{int(epoch)}:{trial}" for epoch, trial in lineage)
+
+
+def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: str, run_path: str,
+              mutable: tuple[str, ...] = ()) -> None:
+    """One Tune trial: train the preset's config with the sampled `params`, reporting every epoch.
+    `mutable` names the keys population-based training changes (sweeps.engine.population): their
+    values are the newest checkpoint's, which an exploit wrote with the donor's weights, not the
+    ones the trial was sampled with."""
     config = from_dict(params, base=from_dict(base))
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -154,6 +166,9 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
     folder = TrialFolder(run_path, os.path.basename(tune.get_context().get_trial_dir().rstrip("/")))
     state = folder.load_newest()
     history: list[dict[str, Any]] = list(state["history"]) if state else []
+    if state is not None and mutable:
+        config = from_dict({k: state["config"][k] for k in mutable if k in state["config"]}, base=config)
+    lineage = lineage_text(state.get("lineage", [])) if state else ""
 
     cost: dict[str, Any] = {}
 
@@ -163,6 +178,8 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], metric: str, mode: s
         cost.update({k: metrics[k] for k in COST if k in metrics})
         metrics.update({k: v for k, v in cost.items() if k not in metrics})
         metrics["node_id"] = node_id  # node_ip is the same for every node of a one-machine cluster
+        if lineage:
+            metrics["lineage"] = lineage
         metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tune.report(metrics)
 

@@ -5,6 +5,7 @@ what it may cost. Saved as `resweep.json` in the run folder so that `sweep resum
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,17 @@ class SweepPlan:
     # ("25usd", "6gpu-h"; "": none) and in unit-hours at its price; `sweep resume --budget` replaces both
     budget: str = ""
     budget_hours: float = 0.0
+    # population-based training (sweeps.engine.population): "pbt" or "pb2", which change the
+    # searched keys of the lowest `quantile` of members every `perturbation_interval` epochs
+    # (early_stopping is then off: no member stops early); "asha": none
+    scheduler: str = "asha"
+    perturbation_interval: int = 0
+    quantile: float = 0.0
+
+    @property
+    def population(self) -> bool:
+        """Whether the sweep is population-based training (PBT or PB2)."""
+        return self.scheduler in ("pbt", "pb2")
 
     @property
     def units(self) -> float:
@@ -141,6 +153,11 @@ class SweepPlan:
     @property
     def stopping_rule(self) -> str:
         """The early-stopping rule in words, as `--dry-run` and the report name it."""
+        if self.population:
+            how = "perturbed" if self.scheduler == "pbt" else "chosen by a GP bandit (PB2)"
+            return (f"population-based training: every {self.perturbation_interval} epochs the lowest "
+                    f"{self.quantile:.0%} of the {self.trials} members take the weights of the highest, their "
+                    f"{', '.join(self.search)} {how}; no member stops early")
         if not self.early_stopping:
             return "no early stopping: every trial trains them all"
         asha = f"grace period {self.grace_period}, reduction factor {self.reduction_factor:g}"
@@ -241,3 +258,23 @@ def create_run(plan: SweepPlan, command: str) -> None:
         claim.release(remove_created=True)
         raise
     claim.release()
+
+
+def train_command(plan: SweepPlan, params: dict[str, Any]) -> str:
+    """The `sweep train` command line that trains `params` alone: the preset, then a --set for
+    every training key the sweep changed (by --set, --max-epochs, --seed) and --data-dir."""
+    from sweeps.presets import PresetError, load_preset, preset_dir
+
+    preset_file = Path(plan.preset_path).resolve()  # absolute: the command works from any folder
+    shipped = preset_file.parent == preset_dir().resolve()
+    try:
+        preset_train = load_preset(str(preset_file)).train.to_dict()
+    except PresetError:  # moved or edited since: the sweep's whole training config
+        preset_train = {}
+    changed = {k: v for k, v in plan.train.items() if v != preset_train.get(k) and k not in params and k != "data_dir"}
+    sets = [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in {**changed, **params}.items()]
+    data_dir = ["--data-dir", plan.train["data_dir"]] if plan.train.get("data_dir") != preset_train.get("data_dir") \
+        else []
+    return shlex.join(["sweep", "train", plan.preset if shipped else str(preset_file), *data_dir,
+                       *(part for item in sets for part in ("--set", item))])
+

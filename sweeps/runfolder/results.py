@@ -43,13 +43,26 @@ def parse_results(text: str, keep_repeats: bool = False, source: str | None = No
     return rows if keep_repeats else one_per_epoch(rows)
 
 
+def inherited_through(row: dict[str, Any]) -> int:
+    """The epoch up to which a row's weights are another trial's (population-based training:
+    the last entry of its `lineage`, "EPOCH:TRIAL;..."); 0 where they are its trial's own."""
+    lineage = str(row.get("lineage") or "")
+    return int(lineage.rsplit(";", 1)[-1].split(":", 1)[0]) if lineage else 0
+
+
 def one_per_epoch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A result file's rows as written (`keep_repeats`), one per epoch as `read_results` gives them."""
+    """A result file's rows as written (`keep_repeats`), one per epoch as `read_results` gives them.
+    A row of a new lineage (population-based training: the trial took another's weights, and
+    replays their history) starts the trial's epochs anew: the rows of the weights it dropped go."""
     by_epoch: dict[int, dict[str, Any]] = {}
+    lineage = ""
     for i, row in enumerate(rows):
         if row.get("failure"):
             continue
         epoch = int(row.get("epoch", row.get("training_iteration", i + 1)))
+        if str(row.get("lineage") or "") != lineage:
+            lineage = str(row.get("lineage") or "")
+            by_epoch = {e: r for e, r in by_epoch.items() if str(r.get("lineage") or "") == lineage}
         if epoch not in by_epoch or not row.get("replayed") or by_epoch[epoch].get("replayed"):
             by_epoch[epoch] = row
     ending = [rows[-1]] if rows and rows[-1].get("failure") else []
@@ -70,6 +83,8 @@ def trained_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         epoch = int(row.get("epoch", 0))
         if not row.get("replayed"):
             kept.append(row)
+        elif epoch <= inherited_through(row):
+            continue  # another trial trained it (population-based training): paid for there
         elif epoch not in trained and epoch not in stood_in:
             kept.append(row)
             stood_in.add(epoch)
