@@ -61,6 +61,10 @@ def load_warm_start(source: str, plan: SweepPlan) -> WarmStart:
         message = str(err).splitlines()[0]
         message = message.removeprefix(f"{absolute(source)}: ").removeprefix(f"{source}: ")
         raise SweepError(f"{flag}: {message}") from None
+    if earlier.plan.population:
+        raise SweepError(f"{flag}: that sweep was population-based training ({earlier.plan.scheduler}): its members' "
+                         f"values changed as they trained, so no trial stands for one configuration; replay its "
+                         f"schedule instead (`analysis schedule {source}`)")
     if (earlier.metric, earlier.mode) != (plan.metric, plan.mode):
         raise SweepError(f"{flag}: that sweep optimised {earlier.metric} ({earlier.mode}) and this one "
                          f"{plan.metric} ({plan.mode}); warm-start from a sweep of the same metric")

@@ -89,6 +89,26 @@ def test_a_population_preset_that_cannot_work_is_refused_in_one_line(tmp_path, c
         load_preset(str(path))
 
 
+def test_a_population_run_is_no_recording_nor_a_warm_start_and_an_asha_run_has_no_schedule(tmp_path):
+    """A PBT member's curve is a lineage (weights and values swapped as it trained): never simulated as
+    one configuration's curve, nor warm-started from; `analysis schedule` of an ASHA run says why not."""
+    from conftest import handmade_run
+
+    from analysis.cli import app as analysis_app
+    from sweeps.cli import app
+
+    _, population = handmade_run(tmp_path, "population", scheduler="pbt", perturbation_interval=2, quantile=0.25,
+                                 early_stopping=False)
+    _, asha = handmade_run(tmp_path, "asha")
+    simulated = CliRunner().invoke(app, ["simulate", str(population)])
+    assert simulated.exit_code != 0 and "its curves are lineages" in simulated.output, simulated.output
+    warm = CliRunner().invoke(app, ["run", "quickstart", "--warm-start", str(population), "--dry-run"])
+    assert warm.exit_code != 0 and f"analysis schedule {population}" in warm.output, warm.output
+    shown = CliRunner().invoke(analysis_app, ["schedule", str(asha)])
+    assert shown.exit_code != 0 and "is not population-based training" in shown.output
+    assert len(shown.output.strip().splitlines()) == 1
+
+
 def test_an_exploit_copies_the_donors_newest_whole_checkpoint_and_never_a_donor_without_one(tmp_path):
     import random
 

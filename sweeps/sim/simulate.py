@@ -237,6 +237,10 @@ def load_recording(path: str) -> Recording:
 def _from_run(path: str) -> Recording:
     run = load_run(path)
     plan = run.plan
+    if plan.population:  # its members swapped weights and values as they trained: no curve is one configuration's
+        raise RunFolderError(f"{path} is population-based training ({plan.scheduler}): its curves are lineages, "
+                             f"not configurations; record with `sweep run PRESET --no-early-stopping` and scheduler "
+                             f"asha")
     configs = []
     scored = run.scored
     for trial_id, rows in run.history.groupby("trial_id"):
