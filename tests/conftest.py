@@ -140,13 +140,19 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
 # (tests/smoke.py) in the background; the modules with slow tests once those have ended, so that
 # a test whose faults are timed by a sweep's progress never shares the machine; test_benchmarks last.
 
+# slow modules whose checks do not depend on how busy the machine is (no fault timed by a sweep's
+# progress): they run beside the smoke runs' last minutes, before the wait
+LOAD_TOLERANT = {"test_export"}
+
+
 def _has_slow(items) -> set[str]:
     return {item.module.__name__ for item in items if item.get_closest_marker("slow")}
 
 
 def pytest_collection_modifyitems(session, config, items):
-    slow = _has_slow(items)
-    items.sort(key=lambda item: (item.module.__name__ == "test_benchmarks", item.module.__name__ in slow))
+    slow = _has_slow(items) - LOAD_TOLERANT
+    items.sort(key=lambda item: (item.module.__name__ == "test_benchmarks", item.module.__name__ in slow,
+                                 item.module.__name__ in LOAD_TOLERANT))
 
 
 def pytest_collection_finish(session):
@@ -155,7 +161,7 @@ def pytest_collection_finish(session):
         from smoke import SmokeRuns
 
         session.config.smoke_runs = SmokeRuns()
-        session.config.slow_modules = _has_slow(session.items) - {"test_benchmarks"}
+        session.config.slow_modules = _has_slow(session.items) - {"test_benchmarks"} - LOAD_TOLERANT
 
 
 def pytest_runtest_setup(item):

@@ -141,6 +141,44 @@ def test_an_exploit_copies_the_donors_newest_whole_checkpoint_and_never_a_donor_
     assert took["history"] == given["history"]
 
 
+def test_an_exploit_meeting_a_store_that_is_away_gives_up_in_seconds_and_changes_nothing(tmp_path, monkeypatch):
+    """PBT's checkpoint traffic on S3 (syne-tune#582): a store that does not answer keeps the member
+    on its own weights this time (the driver says so), never a member half-copied."""
+    import random
+
+    from faultproxy import FaultProxy
+
+    from sweeps.engine.population import Chooser, Space, exploit
+    from sweeps.engine.trial import TrialFolder
+    from sweeps.runfolder.storage import StoreError
+    from sweeps.search import Param
+    from tools.localcluster import CREDENTIALS, S3Server
+
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    server = S3Server(tmp_path / "s3").start()
+    proxy = FaultProxy(server.port)
+    try:
+        run = f"s3://{server.bucket}/runs/r?endpoint_override={proxy.endpoint}&scheme=http"
+        for name, seed in (("trial_donor", 1), ("trial_member", 2)):
+            _, saved = epochs_of(tiny(epochs=2, seed=seed))
+            for epoch, save in saved.items():
+                TrialFolder(run, name).write(epoch, save)
+        chooser = Chooser(["lr"], Space({"lr": Param("loguniform", [1e-3, 0.5])}), random.Random(0), bayesian=False,
+                          observations=[], epoch_unit=0.5)
+        proxy.down()
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            exploit(run, "trial_member", "trial_donor", "donor", chooser, wait=2)
+        assert time.monotonic() - started < 30
+        proxy.up()
+        member = TrialFolder(run, "trial_member")
+        assert member.epochs() == [1, 2] and member.load_newest()["lineage"] == []
+    finally:
+        proxy.close()
+        server.stop()
+
+
 @pytest.mark.slow
 def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_its_schedule_replays(tmp_path):
     """The driver is killed once a member that took another's weights has trained an epoch with
@@ -158,7 +196,7 @@ def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_i
     fs = server.filesystem()
     run_dir = f"{server.bucket}/runs/pbt"
     uri = server.uri("runs/pbt")
-    path = pbt_preset(tmp_path, trials=4, epochs=6)
+    path = pbt_preset(tmp_path, trials=3, epochs=5)  # 1 of 3 takes another's weights every 2 epochs
 
     def folders() -> dict[str, list[dict]]:
         import pyarrow.fs
@@ -180,7 +218,7 @@ def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_i
         deadline = time.time() + 240
         exploited = False
         while time.time() < deadline and driver.poll() is None and not exploited:
-            exploited = any(any(r.get("lineage") and not r.get("replayed") and int(r["epoch"]) < 6 for r in rows)
+            exploited = any(any(r.get("lineage") and not r.get("replayed") and int(r["epoch"]) < 5 for r in rows)
                             for rows in folders().values())
             time.sleep(0.3)
         os.killpg(driver.pid, signal.SIGKILL)
@@ -194,7 +232,7 @@ def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_i
         for name in folders():
             folder = TrialFolder(uri, name)
             state = folder.load_newest()
-            if state is not None and int(state["epoch"]) < 6:
+            if state is not None and int(state["epoch"]) < 5:
                 at_kill[name] = (int(state["epoch"]), state["config"]["lr"], state.get("lineage", []))
         assert any(lineage for _, _, lineage in at_kill.values()), "a member with another's weights is unfinished"
 
@@ -210,7 +248,7 @@ def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_i
             "the values kept are the perturbed ones, not those sampled"
 
         run = load_run(uri)
-        assert set(run.trials["status"]) == {"TERMINATED"} and set(run.trials["epochs_trained"]) == {6}
+        assert set(run.trials["status"]) == {"TERMINATED"} and set(run.trials["epochs_trained"]) == {5}
         # an exploited member's epochs up to the exploit are its donor's, as the donor reported them
         for name, rows in after.items():
             final = [r for r in rows if r.get("lineage")]

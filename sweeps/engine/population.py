@@ -50,6 +50,9 @@ RESAMPLE_PROBABILITY = 0.25  # PBT: a value drawn anew from its range rather tha
 FACTORS = (0.8, 1.2)  # PBT: a value otherwise multiplied by one of these (Ray's), then kept in its range
 UCB_KAPPA = 2.0  # PB2: how far above its mean a candidate's gain may be bet on
 CANDIDATES = 256  # PB2: random candidates the bandit ranks
+# An exploit is optional: a store away longer than this keeps the member on its own weights this time,
+# rather than holding the driver for the store window
+EXPLOIT_WAIT_S = 10.0
 
 
 def folder_of(trial: Trial) -> str:
@@ -142,16 +145,16 @@ class Chooser:
         return perturb(donor_values, self.space, self.rng)
 
 
-def exploit(run_path: str, member: str, donor: str, donor_id: str,
-            choose: Chooser) -> tuple[int, dict[str, float]] | None:
+def exploit(run_path: str, member: str, donor: str, donor_id: str, choose: Chooser,
+            wait: float = EXPLOIT_WAIT_S) -> tuple[int, dict[str, float]] | None:
     """Copy the newest complete checkpoint of trial folder `donor` into trial folder `member`
     as its newest, with the values `choose(donor_values)` returns and the lineage grown by
     (epoch, `donor_id`); returns (epoch, values), or None where the donor has no complete
-    checkpoint (then nothing is written). A store that is away raises StoreError."""
+    checkpoint (then nothing is written). A store away for `wait` seconds raises StoreError."""
     source = TrialFolder(run_path, donor)
-    for epoch in reversed(source.epochs()):
+    for epoch in reversed(source.epochs(wait)):
         try:
-            with local_folder(join(source.path, checkpoint_name(epoch))) as folder:
+            with local_folder(join(source.path, checkpoint_name(epoch)), wait) as folder:
                 state = load_checkpoint(folder)
             break
         except (CheckpointError, FileNotFoundError):
@@ -163,15 +166,15 @@ def exploit(run_path: str, member: str, donor: str, donor_id: str,
     state["config"] = {**state["config"], **values}
     state["lineage"] = [*state.get("lineage", []), [epoch, donor_id]]
     target = TrialFolder(run_path, member)
-    own = target.epochs()
+    own = target.epochs(wait)
     # At every moment the member's newest checkpoint is whole: its own (an exploit that never
     # happened) or the inherited one.
     for old in sorted((e for e in own if e >= epoch), reverse=True):
-        target.remove(old)
-    target.write(epoch, lambda folder: save_checkpoint(state, Path(folder) / CHECKPOINT_FILE))
+        target.remove(old, wait)
+    target.write(epoch, lambda folder: save_checkpoint(state, Path(folder) / CHECKPOINT_FILE), wait)
     for old in own:
         if old < epoch:
-            target.remove(old)
+            target.remove(old, wait)
     return epoch, values
 
 

@@ -89,13 +89,14 @@ class TrialFolder:
     def __init__(self, run_path: str, name: str):
         self.path = join(run_path, name)
 
-    def epochs(self) -> list[int]:
+    def epochs(self, wait: float | None = None) -> list[int]:
         """Epochs with a complete checkpoint here, oldest first (a checkpoint file is written
-        whole or not at all: renamed into place, or one object put)."""
+        whole or not at all: renamed into place, or one object put). `wait`: how long a store
+        that is away is waited for (the store window by default)."""
         found = []
-        for name, is_dir in list_folder(self.path):
+        for name, is_dir in list_folder(self.path, wait):
             match = CHECKPOINT_DIR.match(name)
-            if is_dir and match and any(n == CHECKPOINT_FILE for n, _ in list_folder(join(self.path, name))):
+            if is_dir and match and any(n == CHECKPOINT_FILE for n, _ in list_folder(join(self.path, name), wait)):
                 found.append(int(match.group(1)))
         return sorted(found)
 
@@ -123,8 +124,8 @@ class TrialFolder:
             upload_file(file, join(target, CHECKPOINT_FILE), wait=window if wait is None else min(wait, window))
         return name
 
-    def remove(self, epoch: int) -> None:
-        delete(join(self.path, checkpoint_name(epoch)), folder=True)
+    def remove(self, epoch: int, wait: float | None = None) -> None:
+        delete(join(self.path, checkpoint_name(epoch)), folder=True, wait=wait)
 
     def prune(self, keep: set[int]) -> None:
         """Delete the checkpoints of every epoch but `keep`."""

@@ -346,12 +346,12 @@ def read_text_or_none(path: str, wait: float | None = None) -> str | None:
         return None
 
 
-def list_folder(path: str) -> list[tuple[str, bool]]:
+def list_folder(path: str, wait: float | None = None) -> list[tuple[str, bool]]:
     """(name, is_dir) of the entries of a folder; empty where it does not exist."""
     import pyarrow.fs
 
     fs, inner = filesystem(path)
-    infos = _store_call(path, lambda: fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True)))
+    infos = _store_call(path, lambda: fs.get_file_info(pyarrow.fs.FileSelector(inner, allow_not_found=True)), wait)
     return [(i.base_name, i.type == pyarrow.fs.FileType.Directory) for i in infos]
 
 
@@ -381,11 +381,11 @@ def upload_file(local: Path, path: str, wait: float | None = None) -> None:
     _store_call(path, lambda: pyarrow.fs.copy_files(str(local), inner, destination_filesystem=fs), wait)
 
 
-def delete(path: str, folder: bool = False) -> None:
+def delete(path: str, folder: bool = False, wait: float | None = None) -> None:
     """Remove a file (or with `folder`, a folder and what it holds); one already gone is no error."""
     fs, inner = filesystem(path)
     try:
-        _store_call(path, lambda: fs.delete_dir(inner) if folder else fs.delete_file(inner))
+        _store_call(path, lambda: fs.delete_dir(inner) if folder else fs.delete_file(inner), wait)
     except FileNotFoundError:
         pass
 
@@ -400,7 +400,7 @@ def exists(path: str) -> bool:
 
 
 @contextmanager
-def local_folder(path: str) -> Iterator[Path]:
+def local_folder(path: str, wait: float | None = None) -> Iterator[Path]:
     """A folder of the local disk holding what `path` holds: `path` itself, or for a URI a
     temporary copy removed afterwards (a checkpoint to load, say)."""
     if not is_uri(path):
@@ -409,12 +409,12 @@ def local_folder(path: str) -> Iterator[Path]:
     import pyarrow.fs
 
     fs, inner = filesystem(path)
-    if _store_call(path, lambda: fs.get_file_info(inner).type) != pyarrow.fs.FileType.Directory:
+    if _store_call(path, lambda: fs.get_file_info(inner).type, wait) != pyarrow.fs.FileType.Directory:
         raise FileNotFoundError(f"{path}: no such folder")
     folder = Path(tempfile.mkdtemp(prefix="resweep-"))
     try:
         _store_call(path, lambda: pyarrow.fs.copy_files(inner, str(folder), source_filesystem=fs,
-                                                        destination_filesystem=pyarrow.fs.LocalFileSystem()))
+                                                        destination_filesystem=pyarrow.fs.LocalFileSystem()), wait)
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
