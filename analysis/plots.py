@@ -240,11 +240,12 @@ def pareto(points: pd.DataFrame, front: pd.DataFrame, x: str, y: str, path: Path
     return _save(fig, path)
 
 
-def population(history: pd.DataFrame, trial_ids: list[str], stretches: list[tuple[int, int, str]], path: Path,
-               colours: dict[str, tuple] | None = None) -> Path:
+def population(history: pd.DataFrame, trial_ids: list[str], lineages: dict[str, list[tuple[int, int, str]]],
+               best: str, path: Path, colours: dict[str, tuple] | None = None) -> Path:
     """Population-based training: every member's learning rate over the epochs of its lineage
-    (left), and the lineage of the best member (right): which member's row trained which
-    stretch of epochs of its weights (`stretches`, (first, last, trial))."""
+    (left), and every member's lineage (right): along whose row each stretch of epochs of its
+    weights was trained (`lineages`: member -> (first, last, trial) stretches), an arrow where it
+    took another's weights; the best member's in black."""
     colours = colours or trial_colours(trial_ids)
     fig, (lr_ax, tree) = plt.subplots(1, 2, figsize=(12, 4.2))
     for trial_id in trial_ids:
@@ -258,17 +259,21 @@ def population(history: pd.DataFrame, trial_ids: list[str], stretches: list[tupl
     lr_ax.legend(fontsize=8)
     place = {trial_id: i for i, trial_id in enumerate(trial_ids)}
     for trial_id in trial_ids:
-        tree.axhline(place[trial_id], color=colours.get(trial_id), alpha=0.25, lw=6)
-    previous = None
-    for first, last, trial_id in stretches:
-        y = place.get(trial_id, len(place))
-        tree.plot([first - 0.5, last + 0.5], [y, y], color="black", lw=2.5)
-        if previous is not None:
-            tree.annotate("", xy=(first - 0.5, y), xytext=(first - 0.5, previous),
-                          arrowprops={"arrowstyle": "->", "lw": 1.5})
-        previous = y
+        tree.axhline(place[trial_id], color=colours.get(trial_id), alpha=0.2, lw=6)
+    for member in sorted(lineages, key=lambda m: m == best):  # the best drawn last, on top
+        is_best = member == best
+        colour, width = ("black", 2.5) if is_best else (colours.get(member), 1.2)
+        offset = 0.0 if is_best else 0.12 * (place.get(member, 0) % 3 - 1)  # lineages that share a row stay apart
+        previous = None
+        for first, last, trial_id in lineages[member]:
+            y = place.get(trial_id, len(place)) + offset
+            tree.plot([first - 0.5, last + 0.5], [y, y], color=colour, lw=width)
+            if previous is not None:
+                tree.annotate("", xy=(first - 0.5, y), xytext=(first - 0.5, previous),
+                              arrowprops={"arrowstyle": "->", "lw": width * 0.6, "color": colour})
+            previous = y
     tree.set_yticks(range(len(trial_ids)), trial_ids, fontsize=8)
     tree.set_xlabel("epoch")
-    tree.set_title("the best member's weights: who trained which epochs")
+    tree.set_title("lineages: whose row trained which epochs (the best in black)")
     tree.grid(alpha=0.3, axis="x")
     return _save(fig, path)

@@ -366,14 +366,20 @@ def population_section(c: Context) -> list[str]:
     except SweepError as err:
         return ["## Population-based training", "", f"No schedule yet: {err}.", ""]
     members = list(run.ranked()["trial_id"])
-    plots.population(run.history, members, found.trained_by(), c.out / "population.png",
+    lineages = {}
+    for member in members:
+        try:
+            lineages[member] = found_schedule(run, member).trained_by()
+        except SweepError:
+            continue  # no epoch yet, or some missing: no lineage to draw
+    plots.population(run.history, members, lineages, found.trial_id, c.out / "population.png",
                      plots.trial_colours(members))
     taken = sum(1 for _, r in run.history.iterrows() if str(r.get("lineage") or "nan") != "nan"
                 and r.get("replayed")) if "lineage" in run.history else 0
     stretches = found.describe_lineage(quote="`")
     return ["## Population-based training", "",
-            f"{run.plan.stopping_rule}. Every member's learning rate over the epochs of its weights, and who "
-            f"trained the best member's weights ({stretches}):", "", "![population](population.png)", "",
+            f"{run.plan.stopping_rule}. Every member's learning rate over the epochs of its weights, and every "
+            f"member's lineage; the best's ({stretches}) in black:", "", "![population](population.png)", "",
             f"The best member's schedule, replayed alone from scratch (`analysis schedule {run.path}`):", "",
             "```", found.command(run), "```", "",
             *([f"{taken} epochs in the members' results are inherited ones (replayed from the weights they took)."]

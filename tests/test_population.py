@@ -141,6 +141,52 @@ def test_an_exploit_copies_the_donors_newest_whole_checkpoint_and_never_a_donor_
     assert took["history"] == given["history"]
 
 
+class FakeTrial:
+    def __init__(self, trial_id, folder):
+        from types import SimpleNamespace
+
+        self.trial_id, self.status = trial_id, "RUNNING"
+        self.storage = SimpleNamespace(trial_fs_path=str(folder))
+
+    def is_finished(self):
+        return self.status in ("TERMINATED", "ERROR")
+
+
+def test_a_member_is_never_sent_back_to_a_donor_behind_it_and_yields_to_those_behind(tmp_path):
+    """With members taking turns, a member ahead that took a better-scoring member's weights from
+    an earlier epoch would go back at every decision and the population never get on."""
+    from types import SimpleNamespace
+
+    from sweeps.engine.population import Population
+    from sweeps.engine.trial import TrialFolder
+    from sweeps.search import Param
+
+    run = tmp_path / "run"
+    ahead, behind = FakeTrial("ahead", run / "trial_ahead"), FakeTrial("behind", run / "trial_behind")
+    controller = SimpleNamespace(get_trials=lambda: [ahead, behind])
+    for trial, seed in ((ahead, 1), (behind, 2)):
+        _, saved = epochs_of(tiny(epochs=2, seed=seed))
+        for epoch, save in saved.items():
+            TrialFolder(str(run), f"trial_{trial.trial_id}").write(epoch, save)
+    population = Population("val_acc", "max", interval=2, quantile=0.5, space={"lr": Param("loguniform", [1e-3, 1])},
+                            run_path=str(run), max_t=8, seed=0)
+
+    def report(trial, epoch, value):
+        return population.on_trial_result(controller, trial, {"epoch": epoch, "val_acc": value, "epoch_lr": 0.05})
+
+    behind.status = "PENDING"
+    assert [report(ahead, e, 0.5) for e in (1, 2)] == ["CONTINUE", "PAUSE"], "yields to the one behind"
+    ahead.status, behind.status = "PAUSED", "RUNNING"
+    assert [report(behind, e, 0.9) for e in (1, 2)] == ["CONTINUE", "CONTINUE"], "the best takes from no one"
+    ahead.status, behind.status = "RUNNING", "PAUSED"
+    assert [report(ahead, e, 0.5) for e in (3, 4)] == ["CONTINUE", "PAUSE"]
+    assert population.exploits == [], "never back to epoch 2 from epoch 4"
+    assert TrialFolder(str(run), "trial_ahead").epochs() == [1, 2]
+    ahead.status, behind.status = "PAUSED", "RUNNING"
+    assert [report(behind, e, 0.4) for e in (3, 4)] == ["CONTINUE", "PAUSE"], "now the lower at epoch 4"
+    assert [e["donor"] for e in population.exploits] == ["ahead"] and population.exploits[0]["epoch"] == 2
+
+
 def test_an_exploit_meeting_a_store_that_is_away_gives_up_in_seconds_and_changes_nothing(tmp_path, monkeypatch):
     """PBT's checkpoint traffic on S3 (syne-tune#582): a store that does not answer keeps the member
     on its own weights this time (the driver says so), never a member half-copied."""
@@ -271,5 +317,11 @@ def test_a_pbt_sweep_on_s3_resumed_after_sigkill_keeps_each_members_values_and_i
         lineage_rows = run.history[run.history.trial_id == member].sort_values("epoch")
         assert [r["epoch_lr"] for r in replayed] == list(lineage_rows["epoch_lr"]), shown.output
         assert load_checkpoint(tmp_path / "re")["config"]["epoch_values"] in command
+        report = CliRunner().invoke(analysis_app, ["report", uri, "--gradcam-samples", "0", "--out",
+                                                   str(tmp_path / "report")])
+        assert report.exit_code == 0, report.output
+        text = (tmp_path / "report" / "report.md").read_text()
+        assert "## Population-based training" in text and (tmp_path / "report" / "population.png").is_file()
+        assert f"trial `{member}`" in text and command in text
     finally:
         server.stop()

@@ -24,7 +24,9 @@ a trial retried after a lost node, both go on with the perturbed values, behind 
 
 With more members than trials running at once, a member that reaches a perturbation point
 while another is behind it yields its place (paused; the one furthest behind starts next),
-so the population moves on together, as Ray's PBT does it.
+so the population moves on together, as Ray's PBT does it. A member is ranked among those
+that have reached its epoch, and takes weights from none behind it: scores of earlier epochs
+are not comparable, and a donor behind would send it back.
 """
 
 from __future__ import annotations
@@ -227,7 +229,10 @@ class Population(FIFOScheduler):
         return sorted(live, key=lambda t: self._score[t.trial_id])
 
     def _exploit(self, tune_controller, trial: Trial, epoch: int) -> bool:
-        ranked = self._ranked(tune_controller)
+        # ranked among the members that have reached this epoch: a score of an earlier epoch is not
+        # comparable, and a donor behind would send the member back (with members taking turns, it
+        # could be sent back at every decision and the population never get on)
+        ranked = [t for t in self._ranked(tune_controller) if self._epoch.get(t.trial_id, 0) >= epoch]
         if len(ranked) <= 1:
             return False
         count = int(math.ceil(len(ranked) * self._quantile))
