@@ -141,6 +141,23 @@ def test_an_exploit_copies_the_donors_newest_whole_checkpoint_and_never_a_donor_
     assert took["history"] == given["history"]
 
 
+def test_pb2_bets_on_the_values_whose_gains_were_highest_and_is_random_before_it_has_data():
+    import random
+
+    from sweeps.engine.population import Space, bandit_choice
+    from sweeps.search import Param
+
+    space = Space({"lr": Param("loguniform", [1e-3, 1.0]), "weight_decay": Param("uniform", [0.0, 0.01])})
+    rng = random.Random(0)
+    # gains peak at lr's place 0.8 (lr ~ 0.25), whatever the weight decay, seen densely over the space
+    observations = [(0.5, [u, w], -((u - 0.8) ** 2)) for u in [i / 12 for i in range(13)] for w in (0.1, 0.5, 0.9)]
+    picks = [bandit_choice(observations, 0.5, ["lr", "weight_decay"], space, rng) for _ in range(5)]
+    assert all(abs(space.unit("lr", p["lr"]) - 0.8) < 0.15 for p in picks), picks
+    assert all(0 <= p["weight_decay"] <= 0.01 for p in picks)
+    early = [space.unit("lr", bandit_choice([], 0.5, ["lr", "weight_decay"], space, rng)["lr"]) for _ in range(20)]
+    assert max(early) - min(early) > 0.5, "no data yet: drawn across the range"
+
+
 class FakeTrial:
     def __init__(self, trial_id, folder):
         from types import SimpleNamespace

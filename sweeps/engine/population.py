@@ -52,6 +52,7 @@ RESAMPLE_PROBABILITY = 0.25  # PBT: a value drawn anew from its range rather tha
 FACTORS = (0.8, 1.2)  # PBT: a value otherwise multiplied by one of these (Ray's), then kept in its range
 UCB_KAPPA = 2.0  # PB2: how far above its mean a candidate's gain may be bet on
 CANDIDATES = 256  # PB2: random candidates the bandit ranks
+OBSERVATIONS = 400  # PB2: the newest gains its model fits (a solve is cubic in them; the driver waits for it)
 # An exploit is optional: a store away longer than this keeps the member on its own weights this time,
 # rather than holding the driver for the store window
 EXPLOIT_WAIT_S = 10.0
@@ -114,6 +115,7 @@ def bandit_choice(observations: list[tuple[float, list[float], float]], epoch_un
     if len(observations) < 3:
         best = candidates[0]
     else:
+        observations = observations[-OBSERVATIONS:]
         x = np.array([[t, *u] for t, u, _ in observations])
         y = np.array([g for _, _, g in observations])
         y = (y - y.mean()) / (y.std() or 1.0)
