@@ -89,6 +89,20 @@ def test_a_population_preset_that_cannot_work_is_refused_in_one_line(tmp_path, c
         load_preset(str(path))
 
 
+@pytest.mark.parametrize("options, says", [
+    (["--concurrency", "1"], "--concurrency 1: pbt trains its members as resources allow"),
+    (["--set", "lr=0.1"], "--set lr: pbt changes lr between epochs"),
+    (["--samples", "1"], "--samples 1: pbt needs a population of at least 2"),
+    (["--max-epochs", "2"], "decides every 2 epochs, so train more than that"),
+])
+def test_command_line_values_a_population_cannot_use_are_one_line(tmp_path, options, says):
+    from sweeps.cli import app
+
+    result = CliRunner().invoke(app, ["run", pbt_preset(tmp_path), "--dry-run", *options])
+    assert result.exit_code != 0 and says in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_a_population_run_is_no_recording_nor_a_warm_start_and_an_asha_run_has_no_schedule(tmp_path):
     """A PBT member's curve is a lineage (weights and values swapped as it trained): never simulated as
     one configuration's curve, nor warm-started from; `analysis schedule` of an ASHA run says why not."""
