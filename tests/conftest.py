@@ -39,16 +39,17 @@ def tiny(**overrides):
     return from_dict(values, base=TrainConfig())
 
 
-def preset(tmp_path, trials=8, epochs=4, search=None, initial=None, sweep=None, name="sweep.yaml") -> str:
+def preset(tmp_path, trials=8, epochs=4, search=None, initial=None, sweep=None, name="sweep.yaml",
+           train=None) -> str:
     """A small sweep preset on the real digits data, written to tmp_path as YAML. `search` and
     `initial` add to (or replace) the base search space and initial configuration; `sweep` changes sweep
-    settings (grace_period, ...)."""
+    settings (grace_period, ...), `train` the training settings."""
     import yaml
 
     text = {
         "description": "test sweep on digits",
         "train": {"dataset": "digits", "model": "resnet9", "width": 8, "image_size": 16, "epochs": epochs,
-                  "batch_size": 64, "optimizer": "sgd", "scheduler": "onecycle", "device": "cpu"},
+                  "batch_size": 64, "optimizer": "sgd", "scheduler": "onecycle", "device": "cpu", **(train or {})},
         "search": {"lr": {"loguniform": [1.0e-5, 10.0]}, "weight_decay": {"loguniform": [1.0e-5, 1.0e-2]},
                    **(search or {})},
         "initial": {"lr": 0.05, "weight_decay": 5.0e-4, **(initial or {})},

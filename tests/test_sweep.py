@@ -167,24 +167,30 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     # no early stopping here, so every trial owes all its epochs: the accounting is exact
     # 6 trials, 2 at a time: killed with about 3 started, a few left unstarted even where Tune's
     # state lags the trials by an epoch or two (the budget below must leave one unstarted)
-    path = preset(tmp_path, trials=6, epochs=6, sweep={"grace_period": 6})
+    # (at 32 px an epoch takes about 0.7 s here: at 16 px, 0.2 s, the driver got through a trial
+    # between the watcher's look and the kill)
+    path = preset(tmp_path, trials=6, epochs=6, sweep={"grace_period": 6}, train={"image_size": 32})
     run_path = tmp_path / "runs" / "killed"
-    # the watcher below reads the trials' states as the driver copies them to the run folder
     env = dict(os.environ, PYTHONUNBUFFERED="1", TUNE_GLOBAL_CHECKPOINT_S="1")
     sweep_bin = str(Path(sys.executable).parent / "sweep")
     driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
                                "killed", "--price-per-hour", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env, start_new_session=True)
 
+    def newest(folder: Path) -> int:  # the newest epoch a trial stored: it writes its checkpoints itself
+        return max((int(p.parent.name.rsplit("_", 1)[1]) for p in folder.glob("checkpoint_*/checkpoint.pt")),
+                   default=0)
+
     def one_done_one_midway():
-        states = experiment_state(str(run_path))
-        done = [t for t, s in states.items() if s["status"] == "TERMINATED"]
-        running = [t for t, s in states.items() if s["status"] == "RUNNING"
-                   and 1 <= len(read_results(str(run_path / f"trial_{t}"))) < 6]
-        return len(done) >= 1 and running
+        # read from the trials' checkpoints: the result files in the run folder lag them by a
+        # second or more, and epochs here can take 0.2 s (a driver killed "early" by Tune's state
+        # had started all six trials)
+        stored = [newest(folder) for folder in run_path.glob("trial_*")]
+        return 6 in stored and any(1 <= n <= 3 for n in stored)
 
     try:
-        assert wait_for(one_done_one_midway), driver.stdout.read().decode()[-3000:] if driver.poll() else "timeout"
+        assert wait_for(one_done_one_midway, interval=0.05), \
+            driver.stdout.read().decode()[-3000:] if driver.poll() else "timeout"
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray instance it started: a crashed laptop
         driver.wait()
@@ -193,9 +199,11 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
 
     before = {t: rows(t) for t in experiment_state(str(run_path))}
     finished = {t for t, s in experiment_state(str(run_path)).items() if s["status"] == "TERMINATED"}
-    # the epochs the killed driver's unfinished trials still owe (the state lags the trials: on a
-    # fast machine they may be near their end)
-    owed = sum(max(0, 6 - len(trained)) for t, trained in before.items() if t not in finished and trained)
+    # the epochs the killed driver's unfinished trials still owe, and those it trained that the run
+    # folder's result files lack (the resumed trials replay them, and the budget counts them spent)
+    owed = sum(max(0, 6 - newest(run_path / f"trial_{t}")) for t, trained in before.items()
+               if t not in finished and newest(run_path / f"trial_{t}"))
+    lagged = sum(max(0, newest(folder) - len(read_results(str(folder)))) for folder in run_path.glob("trial_*"))
 
     # A budget: the resumed sweep counts what the killed driver spent. One below what that spent
     # plus one more epoch is refused before anything starts; one of 2.5 epochs more stops the
@@ -209,7 +217,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     assert small.exit_code != 0 and len(small.output.strip().splitlines()) == 1, small.output
     assert "one epoch of a trial costs about" in small.output and "spent" in small.output
     assert {t: rows(t) for t in before} == before and load_run(str(run_path)).plan.budget == ""
-    limit = (spent + 2.5 * per_epoch / 3600) * 2  # USD at $2 per CPU-hour
+    limit = (spent + (lagged + 2.5) * per_epoch / 3600) * 2  # USD at $2 per CPU-hour
     stopped = run_cli("resume", str(run_path), "--local", "--budget", f"{limit:.6g}usd")
     assert "budget reached" in stopped.output and "interrupted" not in stopped.output, stopped.output
     at_limit = load_run(str(run_path))
@@ -272,6 +280,49 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
     assert f"spent: ${run.spent:.3g} (" in result.output  # the resumed sweep's summary: both drivers' epochs
     status = run_cli("status", str(run_path))
     assert f"${run.spent:.3g} at $2 per CPU-hour (--price-per-hour)" in status.output
+
+
+def test_a_driver_killed_as_a_trial_ends_leaves_that_trials_epochs_whole(tmp_path):
+    """Tune copies result files to the run folder with its own snapshots (here once a minute), while
+    the archived state a resume reads is written as soon as the next trial is added: a driver killed
+    right after that archive must leave the finished trial's every epoch in the run folder, since
+    a finished trial never runs again (found by this file's killed-driver test: a trial TERMINATED
+    with 5 of its 6 epochs, its sixth checkpoint kept)."""
+    from sweeps.engine.archive import _read_archive
+    from sweeps.runfolder.layout import is_state_file
+
+    epochs = 3
+    path = preset(tmp_path, trials=3, epochs=epochs, sweep={"grace_period": epochs, "concurrency": 1})
+    run_path = tmp_path / "runs" / "ending"
+    env = dict(os.environ, TUNE_GLOBAL_CHECKPOINT_S="60")
+    sweep_bin = str(Path(sys.executable).parent / "sweep")
+    driver = subprocess.Popen([sweep_bin, "run", path, "--local", "--storage", str(tmp_path / "runs"), "--name",
+                               "ending"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                              start_new_session=True)
+    ended: list[str] = []
+
+    def archive_says_one_ended() -> bool:
+        members = _read_archive(str(run_path))
+        if members:
+            state = json.loads(members[max(n for n in members if is_state_file(n))])
+            metas = [json.loads(e[0]) if isinstance(e[0], str) else e[0] for e in state.get("trial_data", [])]
+            ended[:] = [m["trial_id"] for m in metas if m.get("status") == "TERMINATED"]
+        return bool(ended)
+
+    try:
+        assert wait_for(archive_says_one_ended, interval=0.05), \
+            driver.stdout.read().decode()[-3000:] if driver.poll() is not None else "timeout"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray instance, the moment the archive says so
+        driver.wait()
+    stored = {t: [int(r["epoch"]) for r in read_results(str(run_path / f"trial_{t}"))] for t in ended}
+    assert all(e == list(range(1, epochs + 1)) for e in stored.values()), stored
+    run_cli("resume", str(run_path), "--local")
+    trials = load_run(str(run_path)).trials
+    assert len(trials) == 3 and set(trials["status"]) == {"TERMINATED"}, trials[["trial_id", "status"]]
+    assert set(trials["epochs_trained"]) == {epochs}, trials[["trial_id", "epochs_trained"]]
+    for t in ended:  # kept as the killed driver stored them, never trained again
+        assert [int(r["epoch"]) for r in read_results(str(run_path / f"trial_{t}"))] == stored[t]
 
 
 def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_plan(tmp_path):

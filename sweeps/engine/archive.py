@@ -10,6 +10,14 @@ takes, the driver also writes its files as one archive, `tune-state.tar` in the 
 folder: one object put on S3 (one rename on a disk) is stored whole or not at all. A
 resume puts the archive's files back first.
 
+Tune copies the trials' result files to the run folder with its snapshots, in the background and
+at most every TUNE_GLOBAL_CHECKPOINT_S seconds, while the archive is also written as soon as a
+trial is added, which is the moment another one ended: an archive could say a trial finished
+while the run folder held its result file as of seconds before (seen: a driver killed there,
+and the resumed sweep's finished trial lacked its last epochs for good, since a finished trial
+never runs again). So the result file of a trial that ended in this driver is stored before any
+archive that says it ended.
+
 Tune snapshots every TUNE_GLOBAL_CHECKPOINT_S seconds (set in `sweeps.engine.driver`); a trial
 created in between, and lost with the driver, would be sampled anew on resume. So a
 snapshot is also taken, and archived, as soon as a trial is added, before it can start,
@@ -32,9 +40,11 @@ import time
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.experiment import Trial
 
 from sweeps.runfolder.layout import (
     CHECKPOINT_DIR,
+    RESULT_FILE,
     STATE_FILE,
     is_state_file,
     is_trial_folder,
@@ -62,6 +72,8 @@ from sweeps.runfolder.storage import (
 SNAPSHOT_SPACING = 20  # a forced snapshot waits at least this many times the last one's duration
 # Tune's path of a run inside its filesystem -> the run's path or URI, for the runs this driver drives
 RUN_PATHS: dict[str, str] = {}
+# trial id -> the size of the result file this driver stored for it once it ended
+_ENDED_STORED: dict[str, int] = {}
 
 
 def drive(run_path: str) -> None:
@@ -101,6 +113,7 @@ def write_archive(trials, wait: float = 0) -> bool:
             tar.add(path, arcname=path.name, recursive=False)
     target = state_archive(run_path)
     try:
+        _store_ended_results(trials, run_path, wait)
         write_bytes(target, buffer.getvalue(), wait=wait)
         note_success(target)
     except StoreError as err:
@@ -111,6 +124,21 @@ def write_archive(trials, wait: float = 0) -> bool:
             raise gone_too_long(target, err, waited, run=run_path) from None
         return False  # the next snapshot tries again
     return True
+
+
+def _store_ended_results(trials, run_path: str, wait: float) -> None:
+    """Store the result file of every trial that ended in this driver (as the driver wrote it
+    to its staging folder) where the run folder may hold less: before the state says it ended."""
+    for trial in trials:
+        if trial.status not in (Trial.TERMINATED, Trial.ERROR) or not trial.relative_logdir:
+            continue
+        try:  # a trial restored as ended has no file here: this driver logged nothing for it
+            data = Path(trial.local_path, RESULT_FILE).read_bytes()
+        except OSError:
+            continue
+        if _ENDED_STORED.get(trial.trial_id) != len(data):
+            write_bytes(join(trial_folder(run_path, trial.relative_logdir), RESULT_FILE), data, wait=wait)
+            _ENDED_STORED[trial.trial_id] = len(data)
 
 
 def _read_archive(run_path: str) -> dict[str, bytes]:
