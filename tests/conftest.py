@@ -1,8 +1,10 @@
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +29,38 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.delenv("RESWEEP_STORAGE", raising=False)
+
+
+def crash(process, timeout: float = 30.0) -> None:
+    """A crashed machine: SIGKILL `process` (started with start_new_session=True) and every
+    process of its session at once, and wait until none is left. Ray's workers run in
+    process groups of their own, so killing the driver's group alone leaves them training
+    (and writing checkpoints) for a moment after the driver is gone."""
+    sid = process.pid
+    deadline = time.monotonic() + timeout
+    while True:
+        members = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:  # fields after the command's closing parenthesis: state ppid pgrp session
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                members.append(int(entry.name))
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.poll()  # reaps the driver; the others are reaped by init
+        if not members:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {members} of session {sid} outlived SIGKILL")
+        time.sleep(0.05)
+    process.wait()
 
 
 def tiny(**overrides):

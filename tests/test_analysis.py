@@ -1,8 +1,6 @@
 """Analysis on real sweeps: the report, its tables and images, Grad-CAM that localises."""
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import preset, tiny
+from conftest import crash, preset, tiny
 from typer.testing import CliRunner
 
 from analysis import gradcam
@@ -133,8 +131,7 @@ def test_report_of_a_sweep_still_running(tmp_path):
         result = invoke("report", run_path, "--gradcam-samples", "1")
         assert driver.poll() is None, "the sweep was still running while the report was written"
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        crash(driver)
     assert result.exit_code == 0, result.output
     text = (run_path / "report" / "report.md").read_text()
     assert "still running or pending" in text and re.search(r"[1-9] still running", text)

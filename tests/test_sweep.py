@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import preset
+from conftest import crash, preset
 from typer.testing import CliRunner
 
 from analysis.cli import app as analysis_app
@@ -192,8 +192,7 @@ def test_killed_driver_then_resume_finishes_without_rerunning_finished_trials(tm
         assert wait_for(one_done_one_midway, interval=0.05), \
             driver.stdout.read().decode()[-3000:] if driver.poll() else "timeout"
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray instance it started: a crashed laptop
-        driver.wait()
+        crash(driver)  # the driver and the Ray instance it started: a crashed laptop
     def rows(t):
         return [r for r in read_results(str(run_path / f"trial_{t}"), keep_repeats=True) if not r.get("failure")]
 
@@ -313,8 +312,7 @@ def test_a_driver_killed_as_a_trial_ends_leaves_that_trials_epochs_whole(tmp_pat
         assert wait_for(archive_says_one_ended, interval=0.05), \
             driver.stdout.read().decode()[-3000:] if driver.poll() is not None else "timeout"
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and its Ray instance, the moment the archive says so
-        driver.wait()
+        crash(driver)  # the driver and its Ray instance, the moment the archive says so
     stored = {t: [int(r["epoch"]) for r in read_results(str(run_path / f"trial_{t}"))] for t in ended}
     assert all(e == list(range(1, epochs + 1)) for e in stored.values()), stored
     run_cli("resume", str(run_path), "--local")
@@ -351,8 +349,7 @@ def test_state_files_copied_in_part_before_a_crash_still_resume_to_the_whole_pla
     try:
         assert wait_for(three_trials_listed), "no third trial"
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        crash(driver)
     older = versions[min(versions)]
     assert json.loads(older)["trial_data"] and min(versions) < max(versions)
     next(run_path.glob("experiment_state-*.json")).write_text(older)  # the newer searcher state stays
