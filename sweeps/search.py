@@ -49,19 +49,25 @@ def optuna_distributions(search: dict[str, dict[str, list]]) -> dict[str, Any]:
 class Setting:
     """How a sweep searches."""
     name: str
-    sampler: str = "tpe"  # tpe | random | qmc | nsga2 (several objectives only)
-    startup: int = 0  # TPE's random trials before it models (0: a quarter of the trials, `startup_trials`)
+    sampler: str = "tpe"  # tpe | gp | random | qmc | nsga2 (several objectives only)
+    startup: int = 0  # TPE's or GP's random trials before it models (0: a share of the trials, below)
+    startup_share: float = 0.25  # that share of the trials, at least 2 ...
+    startup_cap: int = 10  # ... and at most this many (0: no cap)
     constant_liar: bool = True  # TPE: running trials count as bad, so concurrent trials spread out
     initial_first: bool = True  # the preset's initial configuration (its source project's own) is the first trial
 
     @property
     def label(self) -> str:
-        return {"tpe": "Optuna TPE", "random": "random search", "qmc": "Optuna quasi-random Sobol points",
-                "nsga2": "Optuna NSGA-II"}[self.sampler]
+        return {"tpe": "Optuna TPE", "gp": "Optuna Gaussian process", "random": "random search",
+                "qmc": "Optuna quasi-random Sobol points", "nsga2": "Optuna NSGA-II"}[self.sampler]
 
-def startup_trials(trials: int) -> int:
-    """TPE's random start in the `tpe-quarter` setting: a quarter of the trials, 2 to 10."""
-    return min(10, max(2, trials // 4))
+    def startup_trials(self, trials: int) -> int:
+        """The random trials before the model: `startup`, else the share of `trials` (a quarter,
+        2 to 10, in `tpe-quarter`)."""
+        if self.startup:
+            return self.startup
+        share = max(2, int(trials * self.startup_share))
+        return min(self.startup_cap, share) if self.startup_cap else share
 
 # resweep's default, decided by `benchmarks/search_settings.py` on two recordings at 8, 20 and
 # 50 trials, 100 seeds each (BENCHMARKS.md, "Search settings"): scrambled Sobol points after the
@@ -79,10 +85,16 @@ SETTINGS = {
     "tpe-no-initial": Setting("tpe-no-initial", initial_first=False),
     "tpe-startup-2": Setting("tpe-startup-2", startup=2),
     "tpe-startup-10": Setting("tpe-startup-10", startup=10),
+    "tpe-half": Setting("tpe-half", startup_share=0.5, startup_cap=0),  # a random half, then TPE
+    "gp": Setting("gp", sampler="gp"),  # Optuna's Gaussian process after a random quarter
     "random": Setting("random", sampler="random", initial_first=False),
     "random-initial": Setting("random-initial", sampler="random"),
     "qmc": Setting("qmc", sampler="qmc", initial_first=False),
 }
+
+# what `sweep simulate` compares unless told: a Gaussian process takes about a second per trial to
+# propose (a fit and a search of its acquisition), a minute per simulated sweep of 50 trials
+QUICK = [name for name, setting in SETTINGS.items() if setting.sampler != "gp"]
 
 NSGA2 = Setting("nsga2", sampler="nsga2")  # the other multi-objective sampler (benchmarks/multi_objective.py)
 # Settings older plans name by their sampler alone (resweep.json's `sampler`, before 2026-12-02)
@@ -113,5 +125,8 @@ def make_sampler(setting: Setting, trials: int, seed: int):
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
                                           warn_independent_sampling=False, warn_asynchronous_seeding=False)
-    startup = setting.startup or startup_trials(trials)
+    startup = setting.startup_trials(trials)
+    if setting.sampler == "gp":
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=setting.constant_liar)

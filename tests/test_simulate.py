@@ -92,6 +92,22 @@ def test_real_samplers_over_many_seeds():
     assert len(draws) > 1, "each seed draws its own sweep"
 
 
+def test_each_model_based_setting_starts_with_its_share_of_random_trials():
+    """A quarter of the trials (2 to 10) for TPE and the Gaussian process, a half with no cap
+    for tpe-half, a fixed count where the setting names one."""
+    import optuna
+
+    from sweeps.search import make_sampler
+
+    quarter, half, fixed = SETTINGS["tpe-quarter"], SETTINGS["tpe-half"], SETTINGS["tpe-startup-10"]
+    assert [quarter.startup_trials(n) for n in (4, 8, 20, 50, 100)] == [2, 2, 5, 10, 10]
+    assert [half.startup_trials(n) for n in (4, 8, 20, 50)] == [2, 4, 10, 25]
+    assert [fixed.startup_trials(n) for n in (8, 50)] == [10, 10]
+    gp = make_sampler(SETTINGS["gp"], 20, seed=0)
+    assert isinstance(gp, optuna.samplers.GPSampler) and gp._n_startup_trials == 5
+    assert make_sampler(half, 20, seed=0)._n_startup_trials == 10
+
+
 def test_curves_file_and_cli(tmp_path):
     path = tmp_path / "curves.json"
     meta = {"metric": "val_acc", "mode": "max", "max_epochs": 4, "search": SEARCH, "initial": {},
