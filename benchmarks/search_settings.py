@@ -1,28 +1,32 @@
-"""Search settings chosen from evidence: every setting of `sweeps/sim/simulate.py` (resweep's
-default, quasi-random Sobol points after the initial configuration; Optuna's TPE defaults; TPE
-after a random quarter of the trials, resweep's default before, and its variants without the
-constant liar, without the initial configuration, with 2 or 10 random start trials; random search
-with and without the initial configuration; Sobol points without it) simulated with ASHA on
-recorded full learning curves, at 8, 20 and 50 trials, over many seeds each, in minutes and
-without training.
+"""Search settings chosen from evidence: every setting of `sweeps/search.py` (resweep's
+default; Optuna's TPE defaults; TPE after a random quarter of the trials, resweep's default
+before, and its variants without the constant liar, without the initial configuration, with 2
+or 10 random start trials or a random half; Optuna's Gaussian process; random search with and
+without the initial configuration; Sobol points without it) simulated with ASHA on recorded full
+learning curves, at 8, 20 and 50 trials, over many seeds each, without training.
 
-The curves: `benchmarks/data/quickstart_curves.json` (300 random configurations of the
-quickstart, digits) and `benchmarks/data/animal_curves.json` (200 of a ResNet9 on an image
-folder of Animal-MNIST), both recorded by `benchmarks/tools/record_curves.py`.
+The curves: every `benchmarks/data/*_curves.json` of one objective, each recorded by
+`benchmarks/tools/record_curves.py` (the command in BENCHMARKS.md, "Search settings").
 
 For each recording and budget it prints every setting's median, 10th percentile and mean
 (over seeds) of the test accuracy of the sweep's best trial and the median epochs spent, and
-names the best setting (highest mean, then highest 10th percentile, then fewest epochs: the
-median moves in steps of one recorded configuration, so it ties often). Ends with
-`ratio=<resweep's mean test accuracy / Optuna's TPE defaults', averaged over the recordings
-and budgets>`. The same figures for any recording: `sweep simulate RUN_OR_FILE`.
+names the best setting (highest mean, then highest 10th percentile, then fewest epochs).
+With three recordings or more it then chooses by leaving one out: per budget, the setting of
+the highest mean over all recordings but one, scored on the one left out beside random search,
+Optuna's TPE defaults and resweep's default; and the setting that is never worse than random
+search on any recording with the highest mean over all of them (the rule the default follows).
+Ends with `ratio=<resweep's mean test accuracy / Optuna's TPE defaults', averaged over the
+recordings and budgets>`. The same figures for any one recording: `sweep simulate RUN_OR_FILE`.
 
     python benchmarks/search_settings.py [--seeds 30] [--trials 8 20 50] [--curves FILE ...]
+        [--settings NAME ...]   # every setting but gp unless named: gp proposes a trial a second
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -30,10 +34,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from sweeps.search import SETTINGS  # noqa: E402
+from sweeps.search import QUICK, SETTINGS  # noqa: E402
 from sweeps.sim.simulate import compare, load_recording  # noqa: E402
 
-CURVES = [HERE / "data" / "quickstart_curves.json", HERE / "data" / "animal_curves.json"]
+CURVES = sorted(p for p in (HERE / "data").glob("*_curves.json") if "pareto" not in p.name)
+BASELINES = ("random", "tpe-defaults", "resweep")  # what a left-out recording's choice is scored beside
 
 
 def main() -> None:
@@ -41,10 +46,13 @@ def main() -> None:
     parser.add_argument("--curves", nargs="+", default=[str(p) for p in CURVES])
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--trials", type=int, nargs="+", default=[8, 20, 50])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=QUICK, help="default: every setting but gp (slow)")
+    parser.add_argument("--json", default=None, help="also write every figure here (recording -> rows)")
     args = parser.parse_args()
 
     ratios = []
+    figures: dict[str, list[dict]] = {}  # recording -> one row per setting and budget (--json)
+    means: dict[str, dict[tuple[str, int], float]] = {}  # recording -> (setting, trials) -> mean test accuracy
     for path in args.curves:
         recording = load_recording(path)
         started = time.perf_counter()
@@ -65,7 +73,43 @@ def main() -> None:
             by_name = {s.setting: s for s in rows}
             if "resweep" in by_name and "tpe-defaults" in by_name:
                 ratios.append(by_name["resweep"].mean_test / by_name["tpe-defaults"].mean_test)
+        name = Path(path).name.removesuffix("_curves.json")
+        means[name] = {(s.setting, s.trials): s.mean_test for s in summaries}
+        figures[name] = [{k: v for k, v in dataclasses.asdict(s).items() if v == v} for s in summaries]  # no NaN
+    if len(means) >= 3:
+        leave_one_out(means, args.settings, args.trials)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seeds": args.seeds, "recordings": figures}, indent=1))
     print(f"ratio={sum(ratios) / len(ratios):.4f}" if ratios else "ratio=nan")
+
+
+def leave_one_out(means: dict[str, dict[tuple[str, int], float]], settings: list[str], budgets: list[int]) -> None:
+    """Per budget: the setting chosen on all recordings but one, scored on the one left out; and
+    the setting never worse than random search on any recording, of the highest mean over all."""
+    def average(setting: str, trials: int, recordings: list[str]) -> float:
+        return sum(means[r][setting, trials] for r in recordings) / len(recordings)
+
+    names = list(means)
+    shown = [b for b in BASELINES if b in settings]
+    print(f"\nleave one out: the setting of the highest mean over the other {len(names) - 1} recordings, "
+          f"its mean on the one left out, and {', '.join(shown)}'s there")
+    print(f"{'left out':>12} {'trials':>6} {'chosen':>15} {'its mean':>8} " + " ".join(f"{b:>12}" for b in shown))
+    for trials in budgets:
+        for left in names:
+            others = [r for r in names if r != left]
+            chosen = max(settings, key=lambda s: average(s, trials, others))
+            print(f"{left:>12} {trials:>6} {chosen:>15} {means[left][chosen, trials]:>8.4f} "
+                  + " ".join(f"{means[left][b, trials]:>12.4f}" for b in shown))
+    if "random" not in settings:
+        return
+    print("\nover every recording: mean, and the least margin over random search on any one")
+    for trials in budgets:
+        rows = sorted(((average(s, trials, names), min(means[r][s, trials] - means[r]["random", trials]
+                                                       for r in names), s) for s in settings), reverse=True)
+        for mean, margin, name in rows:
+            print(f"{name:>15} {trials:>6} {mean:>9.4f} {margin:>+9.4f}")
+        fit = [row for row in rows if row[1] >= 0]
+        print(f"{'rule':>15} {trials:>6}: {fit[0][2] if fit else 'none'} (never below random search, best mean)")
 
 
 if __name__ == "__main__":
