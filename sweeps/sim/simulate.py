@@ -171,6 +171,7 @@ class Summary:
     p10_test: float  # 10th percentile over seeds: a bad draw
     mean_test: float  # moves with every seed's result, where the median moves in steps of one configuration
     median_epochs: float
+    se_test: float = math.nan  # standard error of mean_test: how far another set of seeds may move it
     median_hypervolume: float = math.nan  # two objectives: of the sweep's front
     p10_hypervolume: float = math.nan
 
@@ -198,10 +199,13 @@ def compare(recording: Recording, settings: list[Setting], budgets: list[int], s
                                 **options) for seed in range(seeds)]
             tests = np.array([r.test_acc for r in results], dtype=float)
             volumes = np.array([r.hypervolume for r in results], dtype=float)
+            fronts = {"median_hypervolume": float(np.median(volumes)),
+                      "p10_hypervolume": float(np.percentile(volumes, 10))} if volume else {}
+            spread = float(np.nanstd(tests, ddof=1) / math.sqrt(np.count_nonzero(~np.isnan(tests)))) \
+                if seeds > 1 else math.nan
             out.append(Summary(setting.name, trials, seeds, float(np.nanmedian(tests)),
                                float(np.nanpercentile(tests, 10)), float(np.nanmean(tests)),
-                               float(np.median([r.epochs for r in results])),
-                               *((float(np.median(volumes)), float(np.percentile(volumes, 10))) if volume else ())))
+                               float(np.median([r.epochs for r in results])), spread, **fronts))
     return out
 
 
