@@ -437,14 +437,15 @@ def simulate(
     setting and budget, the median and 10th percentile over seeds of the best trial's test
     accuracy, its mean, and the epochs spent; for a recording of two objectives, also the
     hypervolume of the front each sweep ends with (median, 10th percentile). Settings: resweep
-    (the default: quasi-random Sobol points after the preset's initial configuration),
-    tpe-defaults (Optuna's: 10 random trials, no constant liar, no initial configuration),
-    tpe-quarter (TPE after a random quarter of the trials, constant liar, the initial
-    configuration first) and its variants tpe-no-liar, tpe-no-initial, tpe-startup-2,
-    tpe-startup-10, tpe-half (a random half), random, random-initial (the initial configuration
-    first), qmc (no initial configuration); and gp (Optuna's Gaussian process after a random
-    quarter, the initial configuration first), compared only when named: it takes about a
-    second to propose each trial."""
+    (the default: quasi-random Sobol points after the preset's initial configuration, and from
+    30 trials on TPE after a random half), tpe-defaults (Optuna's: 10 random trials, no constant
+    liar, no initial configuration), tpe-quarter (TPE after a random quarter of the trials,
+    constant liar, the initial configuration first) and its variants tpe-no-liar,
+    tpe-no-initial, tpe-startup-2, tpe-startup-10, tpe-half (a random half), random,
+    random-initial (the initial configuration first), qmc (no initial configuration),
+    qmc-initial (the initial configuration first); and gp (Optuna's Gaussian process after a
+    random quarter, the initial configuration first), compared only when named: it takes about
+    a second to propose each trial."""
     from sweeps.search import QUICK, SETTINGS
     from sweeps.sim.simulate import compare, load_recording
 

@@ -199,6 +199,30 @@ def test_the_sweep_searches_with_the_setting_the_simulation_chose(tmp_path):
     assert isinstance(nsga2._sampler, optuna.samplers.NSGAIISampler)
 
 
+def test_the_default_turns_to_tpe_after_a_random_half_at_larger_budgets(tmp_path):
+    """Sobol points up to DEFAULT_TPE_FROM trials, TPE after a random half from there, in the sweep
+    and in the simulation alike (both build the sampler of the setting at the sweep's budget)."""
+    import optuna
+
+    from sweeps.engine.driver import make_searcher
+    from sweeps.planner import make_plan
+    from sweeps.presets import load_preset
+    from sweeps.search import DEFAULT_TPE_FROM, make_sampler
+
+    def plan_of(trials):
+        return make_plan(load_preset(preset(tmp_path, trials=trials, initial={"lr": 0.05, "weight_decay": 5e-4})),
+                         overrides=[], samples=None, concurrency=2, gpus=None, cpus=None,
+                         storage=str(tmp_path / "runs"), name="s", seed=3)
+
+    small, large = plan_of(DEFAULT_TPE_FROM - 1), plan_of(DEFAULT_TPE_FROM)
+    assert small.search_setting == SETTINGS["resweep"] and large.search_setting == SETTINGS["tpe-half"]
+    sampler = make_searcher(large, 2).searcher.searcher._sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._n_startup_trials == DEFAULT_TPE_FROM // 2
+    assert isinstance(make_searcher(small, 2).searcher.searcher._sampler, optuna.samplers.QMCSampler)
+    assert isinstance(make_sampler(SETTINGS["resweep"], DEFAULT_TPE_FROM, 0), optuna.samplers.TPESampler)
+    assert make_searcher(large, 2).searcher.searcher._points_to_evaluate == [{"lr": 0.05, "weight_decay": 5e-4}]
+
+
 
 @pytest.mark.parametrize("setting", [*SETTINGS, "nsga2"])
 def test_every_setting_s_searcher_pickles_as_tune_saves_it_and_suggests_after(tmp_path, setting):
