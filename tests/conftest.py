@@ -206,6 +206,12 @@ def pytest_runtest_setup(item):
         runs.wait()  # once: later calls return at once
 
 
+def pytest_terminal_summary(terminalreporter, config):
+    runs = getattr(config, "smoke_runs", None)
+    if runs is not None and runs.walls:
+        terminalreporter.write_line(runs.timeline())
+
+
 def pytest_unconfigure(config):
     runs = getattr(config, "smoke_runs", None)
     if runs is not None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -36,10 +37,14 @@ LONGEST = ["orchestration.py", "pbt.py", "peers.py", "warm_start.py", "sweep_eff
            "storage_sync.py", "cost_estimate.py"]
 
 
-def _smoke_run(script: str, folder: Path) -> subprocess.CompletedProcess:
+def _smoke_run(script: str, folder: Path, walls: dict[str, tuple[float, float]]) -> subprocess.CompletedProcess:
     folder.mkdir()
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+    started = time.monotonic()
+    try:
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *SMOKE[script]], cwd=folder,
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        walls[script] = (started, time.monotonic())
 
 
 class SmokeRuns:
@@ -48,16 +53,29 @@ class SmokeRuns:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="rsw-bench-"))
         self._pool = ThreadPoolExecutor(max_workers=2)
+        self._started = time.monotonic()
+        self.walls: dict[str, tuple[float, float]] = {}  # script -> (start, end), on the monotonic clock
         order = sorted(SMOKE, key=lambda s: LONGEST.index(s) if s in LONGEST else len(LONGEST))
-        self.runs: dict[str, Future] = {s: self._pool.submit(_smoke_run, s, self.folder / s.removesuffix(".py"))
-                                        for s in order}
+        self.runs: dict[str, Future] = {
+            s: self._pool.submit(_smoke_run, s, self.folder / s.removesuffix(".py"), self.walls) for s in order}
+        self.waited: tuple[float, float] | None = None  # when the first slow module began to wait, and ended
 
     def result(self, script: str) -> subprocess.CompletedProcess:
         return self.runs[script].result()
 
     def wait(self) -> None:
+        began = time.monotonic()
         wait(self.runs.values())
+        if self.waited is None:
+            self.waited = (began, time.monotonic())
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)  # an interrupted session starts no more
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def timeline(self) -> str:
+        """When each run started and ended, in seconds from the session's start: where CI's time goes."""
+        spans = sorted((a - self._started, b - self._started, s) for s, (a, b) in self.walls.items())
+        waited = f"; the slow modules waited for them {self.waited[0] - self._started:.0f}-" \
+            f"{self.waited[1] - self._started:.0f} s" if self.waited else ""
+        return "smoke runs: " + ", ".join(f"{s} {a:.0f}-{b:.0f} s" for a, b, s in spans) + waited
