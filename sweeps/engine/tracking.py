@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.mlflow import MLflowLoggerCallback
-from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
 from ray.tune.logger import TBXLoggerCallback
 
 from sweeps.errors import SweepError
@@ -66,9 +66,24 @@ class MLflowLogger(MLflowLoggerCallback):
                                      step=int(result["epoch"]))
 
 
+class _TornDownLoggingActor(_WandbLoggingActor):
+    """Tune's W&B logging actor, which shuts W&B down before its run returns. W&B's service
+    writes a run's records as it closes the run's stream (wandb.teardown, else an atexit hook),
+    and Tune kills the actor the moment its run returns: a short trial's offline run file could
+    be left with its header alone (seen in CI)."""
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            self._wandb.teardown()
+
+
 class WandbLogger(WandbLoggerCallback):
     """One W&B run per trial in the project, grouped by the sweep's name: the trainer's metrics
     with their epoch, without Tune's bookkeeping."""
+
+    _logger_actor_cls = _TornDownLoggingActor
 
     def setup(self, *args, **kwargs):
         super().setup(*args, **kwargs)
