@@ -19,6 +19,8 @@ least the best peer's minus 0.3 points.
 
     pip install animal-mnist --no-deps   # the data (benchmarks/tools/image_folder.py)
     python benchmarks/peers.py [--rounds 3] [--trials 8] [--epochs 4]
+    python benchmarks/peers.py --folder glyphs --image-size 16 --rounds 5   # a generated problem
+    python benchmarks/peers.py --folder ~/my-images                       # any folder of train/ val/ test/
     python benchmarks/peers.py --smoke-test   # digits, 2 trials of 1 epoch, one round
 """
 
@@ -40,7 +42,7 @@ TOOLS = HERE / "tools"
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(TOOLS))
 
-from image_folder import write_folder  # noqa: E402
+from image_folder import ARRAYS, write_folder  # noqa: E402
 
 SEARCH = {"lr": {"loguniform": [1.0e-3, 1.0]}, "optimizer": {"choice": ["sgd", "adam"]},
           "weight_decay": {"loguniform": [1.0e-5, 1.0e-2]}, "batch_size": {"choice": [32, 64, 128]}}
@@ -153,7 +155,9 @@ def summarise(way: str, seed: int, trials: list[dict], wall: float, epochs: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", choices=["animal", "digits"], default="animal")
+    parser.add_argument("--folder", default="animal",
+                        help=f"{', '.join(ARRAYS)} (written by tools/image_folder.py), or the path of an image "
+                             f"folder of train/, val/ and test/ folders of class folders")
     parser.add_argument("--data", default=None, help="where the image folder is written (default: a temp dir)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
@@ -167,7 +171,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = write_folder(args.folder, Path(args.data) if args.data else work / args.folder)
+        if args.folder in ARRAYS:
+            data = write_folder(args.folder, Path(args.data) if args.data else work / args.folder)
+        elif all((Path(args.folder).expanduser() / split).is_dir() for split in ("train", "val", "test")):
+            data = Path(args.folder).expanduser().resolve()
+        else:
+            raise SystemExit(f"--folder {args.folder}: neither one of {', '.join(ARRAYS)} nor a folder of "
+                             f"train/, val/ and test/; pass one of those")
         setup = make_setup(args, data)
         setup_file = work / "setup.json"
         setup_file.write_text(json.dumps(setup))
