@@ -77,9 +77,10 @@ class Setting:
 # resweep's default, decided by `benchmarks/search_settings.py` on five recordings at 8 to 50
 # trials, 200 seeds each (BENCHMARKS.md, "Search settings"): per budget, the setting of the best
 # mean over the recordings that is nowhere worse than random search (by more than two standard
-# errors). Scrambled Sobol points after the initial configuration up to 20 trials; from
-# DEFAULT_TPE_FROM trials on, TPE after a random half, which by then has the data to find a
-# good region that evenly spread points only sample. The sweep builds its sampler from this.
+# errors). Scrambled Sobol points after the initial configuration below DEFAULT_TPE_FROM trials
+# (chosen at 8 and 20); from there on (chosen at 30, 40 and 50), TPE after a random half, which
+# by then has the data to find a good region that evenly spread points only sample. The sweep
+# and the simulator both build their sampler from this (make_sampler, through `at`).
 DEFAULT_TPE_FROM = 30
 RESWEEP = Setting("resweep", sampler="qmc", above=(DEFAULT_TPE_FROM, "tpe-half"))
 
@@ -102,7 +103,7 @@ SETTINGS = {
 }
 
 # what `sweep simulate` compares unless told: a Gaussian process takes about a second per trial to
-# propose (a fit and a search of its acquisition), a minute per simulated sweep of 50 trials
+# propose (a fit and a search of its acquisition), about 25 s per simulated sweep of 50 trials
 QUICK = [name for name, setting in SETTINGS.items() if setting.sampler != "gp"]
 
 NSGA2 = Setting("nsga2", sampler="nsga2")  # the other multi-objective sampler (benchmarks/multi_objective.py)
