@@ -84,6 +84,7 @@ def test_real_samplers_over_many_seeds():
         tests = [simulate(rec, SETTINGS[s.setting], s.trials, SEED_BASE + seed).test_acc for seed in range(12)]
         assert s.mean_test == pytest.approx(sum(tests) / len(tests))
         assert s.median_test == pytest.approx(statistics.median(tests))
+        assert s.se_test == pytest.approx(statistics.stdev(tests) / math.sqrt(len(tests)))
     # more trials find at least as good a model, per setting, in the median
     for name in ("resweep", "random", "qmc"):
         small, large = (s for s in summaries if s.setting == name)
