@@ -18,10 +18,11 @@ quickstart: install
 	$(BIN)/sweep run quickstart --local --storage runs --name $(RUN_NAME)
 	$(BIN)/analysis report runs/$(RUN_NAME)
 
+# two lanes (tests/conftest.py says how the tests are shared out); `pytest` alone runs them in one
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

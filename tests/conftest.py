@@ -20,6 +20,11 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 if "RAY_TMPDIR" not in os.environ:
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rsw-", dir="/tmp")  # short: Ray's socket paths
     atexit.register(shutil.rmtree, os.environ["RAY_TMPDIR"], True)
+# In a lane of pytest-xdist, torch's threads share the cores with the other lane's rather than
+# spinning against them (the subprocesses a test starts inherit it).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    lanes = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // lanes)))
 
 
 @pytest.fixture(autouse=True)
@@ -171,48 +176,58 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
     return plan, root
 
 
-# --- the session's order: modules without slow tests first, with the benchmark smoke runs
-# (tests/smoke.py) in the background; the modules with slow tests once those have ended, so that
-# a test whose faults are timed by a sweep's progress never shares the machine; test_benchmarks last.
+# --- the session in two lanes: `make test` runs it with pytest-xdist (`-n 2`). The tests are cut
+# into units that a lane runs whole: a module of SHARED (its tests share a module-scoped fixture: a
+# sweep, a SLURM cluster, built once) is one unit; every other test is a unit of its own. The units
+# start longest first, so that the two lanes end together. Most of the long ones wait on timers, Ray's
+# start-up or SLURM rather than the CPU, so two of them share 2 cores well.
 
-# slow modules whose checks do not depend on how busy the machine is (no fault timed by a sweep's
-# progress) may run beside the smoke runs' last minutes, before the wait (none: test_export so took
-# 89 s instead of 15 in CI, for no gain)
-LOAD_TOLERANT: set[str] = set()
+# modules whose tests share a module-scoped fixture (the session checks that this list is whole)
+SHARED = {"test_bad_input", "test_export", "test_one_driver", "test_slurm", "test_warmstart",
+          "test_watching"}
+# the longest units, longest first (from CI's --durations): a module, or module::part of a test's name
+LONGEST = ["test_chaos", "test_slurm", "test_analysis", "test_benchmarks::[pbt.py]", "test_cluster",
+           "test_store_outage", "test_watching", "test_one_driver", "test_benchmarks::[orchestration.py]",
+           "test_population", "test_benchmarks::[peers.py]", "test_warmstart", "test_export",
+           "test_sweep::test_killed_driver", "test_benchmarks::[warm_start.py]"]
 
 
-def _has_slow(items) -> set[str]:
-    return {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+def unit(nodeid: str) -> str:
+    """The unit a test belongs to: its module's name if the module is SHARED, else module::test."""
+    path, _, name = nodeid.partition("::")
+    module = Path(path).stem
+    return module if module in SHARED else f"{module}::{name}"
+
+
+def _rank(unit_name: str, slow: bool) -> tuple[int, int]:
+    if not slow:
+        return 2, 0
+    module, _, name = unit_name.partition("::")
+    for index, entry in enumerate(LONGEST):
+        entry_module, _, part = entry.partition("::")
+        if module == entry_module and part in name:
+            return 0, index
+    return 1, 0
 
 
 def pytest_collection_modifyitems(session, config, items):
-    slow = _has_slow(items) - LOAD_TOLERANT
-    items.sort(key=lambda item: (item.module.__name__ == "test_benchmarks", item.module.__name__ in slow,
-                                 item.module.__name__ in LOAD_TOLERANT))
+    sharing = {item.module.__name__ for item in items if any(
+        d.scope in ("module", "class") for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs)}
+    collected = {item.module.__name__ for item in items}
+    if sharing != SHARED & collected:
+        raise pytest.UsageError(f"tests/conftest.py: SHARED should hold {sorted(sharing)} of the modules collected, "
+                                f"not {sorted(SHARED & collected)}: a module-scoped fixture is built once per lane")
+    slow = {unit(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _rank(unit(item.nodeid), unit(item.nodeid) in slow))  # stable: file order within
 
 
-def pytest_collection_finish(session):
-    if not session.config.option.collectonly and any(
-            item.module.__name__ == "test_benchmarks" and "test_benchmark_runs" in item.name for item in session.items):
-        from smoke import SmokeRuns
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scheduler by scope, with conftest's units for scopes, in the order collected."""
+    from xdist.scheduler import LoadScopeScheduling
 
-        session.config.smoke_runs = SmokeRuns()
-        session.config.slow_modules = _has_slow(session.items) - {"test_benchmarks"} - LOAD_TOLERANT
+    class Units(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit(nodeid)
 
-
-def pytest_runtest_setup(item):
-    runs = getattr(item.config, "smoke_runs", None)
-    if runs is not None and item.module.__name__ in item.config.slow_modules:
-        runs.wait()  # once: later calls return at once
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    runs = getattr(config, "smoke_runs", None)
-    if runs is not None and runs.walls:
-        terminalreporter.write_line(runs.timeline())
-
-
-def pytest_unconfigure(config):
-    runs = getattr(config, "smoke_runs", None)
-    if runs is not None:
-        runs.close()
+    config.option.loadscopereorder = False
+    return Units(config, log)
