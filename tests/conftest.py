@@ -101,14 +101,28 @@ def preset(tmp_path, trials=8, epochs=4, search=None, initial=None, sweep=None, 
 
 
 @pytest.fixture(scope="session")
-def crashed_run(tmp_path_factory):
+def crashed_run(tmp_path_factory, worker_id):
     """A finished sweep in which some trials crash: image_size 4 is too small for ResNet9's three
-    poolings, so those trials raise in forward(), are retried and end errored."""
+    poolings, so those trials raise in forward(), are retried and end errored. Swept once per
+    session: the first lane that asks sweeps it, the other waits for it (its tests only read it)."""
+    from filelock import FileLock
+
+    if worker_id == "master":  # pytest alone
+        return _sweep_crashed(tmp_path_factory.mktemp("crashed"))
+    shared = tmp_path_factory.getbasetemp().parent  # the session's, above each lane's own
+    with FileLock(str(shared / "crashed.lock")):
+        if not (shared / "crashed" / "done").exists():
+            run = _sweep_crashed(shared / "crashed")
+            (shared / "crashed" / "done").write_text(str(run))
+    return shared / "crashed" / "runs" / "crash"
+
+
+def _sweep_crashed(root: Path) -> Path:
     from typer.testing import CliRunner
 
     from sweeps.cli import app
 
-    root = tmp_path_factory.mktemp("crashed")
+    root.mkdir(exist_ok=True)
     path = preset(root, trials=4, epochs=2, search={"image_size": {"choice": [16, 4]}}, initial={"image_size": 16})
     result = CliRunner().invoke(app, ["run", path, "--local", "--storage", str(root / "runs"), "--name", "crash",
                                       "--seed", "3"])
