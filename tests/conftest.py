@@ -199,11 +199,14 @@ def handmade_run(tmp_path, name: str = "handmade", **plan_fields):
 # modules whose tests share a module-scoped fixture (the session checks that this list is whole)
 SHARED = {"test_bad_input", "test_export", "test_one_driver", "test_slurm", "test_warmstart",
           "test_watching"}
-# the longest units, longest first (from CI's --durations): a module, or module::part of a test's name
-LONGEST = ["test_chaos", "test_slurm", "test_analysis", "test_benchmarks::[pbt.py]", "test_cluster",
-           "test_store_outage", "test_watching", "test_one_driver", "test_benchmarks::[orchestration.py]",
-           "test_population", "test_benchmarks::[peers.py]", "test_warmstart", "test_export",
-           "test_sweep::test_killed_driver", "test_benchmarks::[warm_start.py]"]
+# the longest units, longest first (a clean-clone `.ci/run` here, in two lanes): a module, or
+# module::part of a test's name
+LONGEST = ["test_chaos", "test_slurm", "test_benchmarks::[pbt.py]", "test_watching", "test_cluster",
+           "test_sweep::test_killed_driver", "test_benchmarks::[orchestration.py]", "test_population",
+           "test_benchmarks::[peers.py]", "test_store_outage", "test_benchmarks::[sweep_efficiency.py]",
+           "test_benchmarks::[warm_start.py]", "test_sweep::test_ctrl_c", "test_benchmarks::[multi_objective.py]",
+           "test_sweep::test_state_files", "test_one_driver", "test_analysis", "test_export",
+           "test_presets::[flowers-r50]"]
 
 
 def unit(nodeid: str) -> str:
@@ -214,14 +217,13 @@ def unit(nodeid: str) -> str:
 
 
 def _rank(unit_name: str, slow: bool) -> tuple[int, int]:
-    if not slow:
-        return 2, 0
+    """LONGEST first, in its order (a module's entry ranks its slow units), then the other slow units."""
     module, _, name = unit_name.partition("::")
     for index, entry in enumerate(LONGEST):
         entry_module, _, part = entry.partition("::")
-        if module == entry_module and part in name:
+        if module == entry_module and part in name and (part or slow):
             return 0, index
-    return 1, 0
+    return (1 if slow else 2), 0
 
 
 def pytest_collection_modifyitems(session, config, items):
